@@ -1,0 +1,1 @@
+"""Neural networks: the Wan/Yume DiT, history packing and TSCM, text encoding."""
