@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Each subsystem adds its subcommands to the parser through one function, named here as "module:function".
 # The modules must import nothing heavy at module level, so `yume --help` stays fast.
 SUBCOMMANDS = [
+    "yume.bench.cli:add_bench_parser",
 ]
 
 
@@ -19,9 +21,76 @@ def _inspect(args) -> int:
     return 0
 
 
+def _generate(args) -> int:
+    from yume.generate import generate, parse_resolution
+    from yume.session import SAMPLING_PRESETS, SessionConfig
+
+    height, width = parse_resolution(args.resolution)
+    preset = SAMPLING_PRESETS[args.preset]
+    config = SessionConfig(
+        height=height,
+        width=width,
+        steps=args.steps or preset["steps"],
+        shift=args.shift or preset["shift"],
+        guidance=args.guidance or preset["guidance"],
+        negative_prompt=args.negative_prompt,
+        history=args.history,
+        prompt_mode=args.prompt_mode,
+        vocab=args.vocab,
+        seed=args.seed,
+    )
+    record = generate(
+        args.output,
+        prompt=args.prompt or "",
+        image=args.image,
+        actions=args.actions,
+        events=args.event,
+        model=args.model,
+        config=config,
+        device=args.device,
+        dtype=args.dtype,
+        offload=args.offload,
+        controls=not args.no_controls,
+        save_session=args.save_session,
+        resume=args.resume,
+    )
+    print(f"wrote {args.output} ({record['frames']} frames, {len(record['chunks'])} chunks, {record['seconds']:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yume", description="Yume-1.5 interactive world generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="make a world video from a prompt or an image and an action script")
+    src = p.add_argument_group("start")
+    src.add_argument("--prompt", help="scene description (text-to-world; also the scene text with --image)")
+    src.add_argument("--image", help="a start image (image-to-world)")
+    src.add_argument("--resume", help="continue a session file written by --save-session")
+    p.add_argument("--model", help="model directory (Yume-5B-720P, Wan2.2-TI2V-5B in either layout) or built-in "
+                   "name; default: tiny-random (random weights, for checking the pipeline)")
+    p.add_argument("--actions", default="W*4", help='per-chunk keys, e.g. "W*3 W+D*2 →*2 ." or a JSON file of '
+                   '[{"action": "W", "event": "..."}] (default: W*4)')
+    p.add_argument("--event", action="append", metavar="CHUNK:TEXT", help='text event from a chunk on, e.g. "4:A ghost appeared"')
+    p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32: 704x1280 (default for Yume-5B) or 544x960")
+    p.add_argument("--preset", default="release-4step", choices=["release-4step", "release-50step", "wan-cfg"],
+                   help="sampling recipe: 4 steps shift 7 (distilled weights), 50 steps shift 5, or 50 steps with CFG 5")
+    p.add_argument("--steps", type=int, help="denoising steps per chunk (overrides the preset)")
+    p.add_argument("--shift", type=float, help="σ shift (overrides the preset)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = off")
+    p.add_argument("--negative-prompt", default="", help="negative prompt for guidance")
+    p.add_argument("--history", default="release", choices=["release", "full", "tscm"], help="history compression")
+    p.add_argument("--prompt-mode", default="joined", choices=["joined", "decomposed"],
+                   help="one caption string (release) or action and event encoded separately (paper)")
+    p.add_argument("--vocab", default="1.5", choices=["1.5", "1.0"], help="action vocabulary of the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")
+    p.add_argument("--offload", action="store_true", help="T5 on the CPU; DiT off the GPU while the VAE decodes")
+    p.add_argument("--no-controls", action="store_true", help="do not draw the key panel under the frames")
+    p.add_argument("--save-session", metavar="FILE", help="save the session at the end, to continue it with --resume")
+    p.add_argument("-o", "--output", default="world.mp4", help="output mp4 (a JSON sidecar is written beside it)")
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("inspect", help="say what a checkpoint directory or file holds")
     p.add_argument("path", help="a model directory (Yume/Wan original or diffusers layout) or a weights file")
@@ -41,8 +110,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        # User-facing errors from the library carry their own explanation; no traceback for them.
-        print(f"yume {args.command}: error: {e}", file=sys.stderr)
+        # Library errors carry their own explanation; YUME_DEBUG=1 shows the traceback.
+        if os.environ.get("YUME_DEBUG"):
+            raise
+        message = str(e)
+        if type(e).__name__ == "OutOfMemoryError":
+            message = f"out of GPU memory; try --offload, a smaller --resolution or --dtype bf16 ({e})"
+        print(f"yume {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

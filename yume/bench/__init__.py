@@ -1,0 +1,1 @@
+"""Benchmark commands that print tables: time and token counts of the model and the session."""

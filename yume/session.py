@@ -1,0 +1,271 @@
+"""`WorldSession`: an endless world made chunk by chunk — text or image in, keyboard actions and events steer it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yume.actions import Action
+from yume.models.text import encode_prompt
+from yume.sampling import cfg_denoiser, get_noise, get_schedule, sample_euler
+from yume.world import WorldModel
+
+SESSION_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How a world is sampled. Defaults are the release's 4-step recipe (shift 7, no guidance)."""
+
+    height: int | None = None  # None: the model's default resolution
+    width: int | None = None
+    steps: int = 4
+    shift: float = 7.0
+    guidance: float = 1.0  # classifier-free guidance scale; 1 = off (distilled weights)
+    negative_prompt: str = ""
+    history: str = "release"  # history policy: release | full | tscm
+    prompt_mode: str = "joined"  # joined (release: one string) | decomposed (paper: action + event)
+    vocab: str = "1.5"
+    chunk_latents: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.chunk_latents < 1:
+            raise ValueError(f"chunk_latents must be >= 1, got {self.chunk_latents}")
+        if self.prompt_mode not in ("joined", "decomposed"):
+            raise ValueError(f"prompt_mode must be 'joined' or 'decomposed', got {self.prompt_mode!r}")
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if v is not None and (v <= 0 or v % 32):
+                raise ValueError(f"{name}={v}: resolution must be positive multiples of 32 (e.g. 704x1280, 544x960)")
+
+
+SAMPLING_PRESETS = {
+    "release-4step": {"steps": 4, "shift": 7.0, "guidance": 1.0},
+    "release-50step": {"steps": 50, "shift": 5.0, "guidance": 1.0},
+    "wan-cfg": {"steps": 50, "shift": 5.0, "guidance": 5.0},
+}
+
+
+@dataclass
+class Chunk:
+    """One generated chunk: its frames (uint8 [T, H, W, 3]) and what made them."""
+
+    index: int
+    action: Action
+    event: str | None
+    caption: str
+    frames: np.ndarray
+    latents: torch.Tensor  # [1, C, F, h, w]
+    seconds: dict = field(default_factory=dict)
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """[1, 3, T, H, W] in [-1, 1] -> [T, H, W, 3] uint8."""
+    x = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def load_image(path_or_array, height: int, width: int) -> torch.Tensor:
+    """An image file (or HxWx3 uint8 array) -> [1, 3, H, W] in [-1, 1], resized to cover and centre-cropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(path_or_array, np.ndarray):
+        img = Image.fromarray(path_or_array).convert("RGB")
+    else:
+        try:
+            img = Image.open(path_or_array).convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"cannot read image {str(path_or_array)!r}: {e}; give a PNG/JPEG/WebP file") from None
+    scale = max(height / img.height, width / img.width)
+    img = img.resize((max(width, round(img.width * scale)), max(height, round(img.height * scale))), Image.LANCZOS)
+    left, top = (img.width - width) // 2, (img.height - height) // 2
+    img = img.crop((left, top, left + width, top + height))
+    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
+    return x[None]
+
+
+class WorldSession:
+    """A world that goes on for as long as `step` is called; each chunk sees all it made before as history."""
+
+    def __init__(self, world: WorldModel, prompt: str = "", *, image=None, config: SessionConfig | None = None):
+        self.world = world
+        self.config = config or SessionConfig()
+        self.prompt = prompt.strip()
+        self.event: str | None = None
+        self.index = 0
+        self.log: list[dict] = []
+        h = self.config.height or world.default_resolution[0]
+        w = self.config.width or world.default_resolution[1]
+        self.height, self.width = h, w
+        s = world.vae.spatial_stride
+        self.latent_hw = (h // s, w // s)
+        if self.latent_hw[0] % 2 or self.latent_hw[1] % 2:
+            raise ValueError(f"{h}x{w}: height and width must be multiples of {2 * s} for this model")
+        policies = ("release", "full", "tscm") if world.dit.config.history_embeddings else ("full", "tscm")
+        if self.config.history not in policies:
+            raise ValueError(
+                f"history policy {self.config.history!r} is not available for this model; choose {', '.join(policies)}"
+            )
+        self.history: torch.Tensor | None = None  # clean latents so far, [1, C, F_h, h, w] on the DiT device
+        self.decoder = world.vae.stream_decoder()
+        self._negative: torch.Tensor | None = None
+        if image is not None:
+            self._start_from_image(image)
+
+    # --- set-up -------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _start_from_image(self, image) -> None:
+        """The release's image-to-world start: a 17-frame still -> 5 clean history latents."""
+        pixels = load_image(image, self.height, self.width) if not torch.is_tensor(image) else image
+        latents = self.world.vae.encode_image(pixels.to(self.world.vae.device))
+        self.history = latents.to(device=self.world.device, dtype=self.world.dtype)
+        # Prime the streaming decoder with the still, so the first chunk continues it without a seam.
+        self.decoder.decode(latents)
+
+    def caption(self, action: Action) -> str:
+        from yume.actions import caption
+
+        return caption(action, self._scene_text(), self.config.vocab)
+
+    def _scene_text(self) -> str | None:
+        parts = [p for p in (self.prompt, self.event) if p]
+        return " ".join(parts) or None
+
+    def _text(self, action: Action) -> torch.Tensor:
+        emb = encode_prompt(
+            self.world.text, action, self._scene_text(), self.config.prompt_mode, self.world.cache, self.config.vocab
+        )
+        return emb.to(device=self.world.device, dtype=self.world.dtype)
+
+    def _negative_text(self) -> torch.Tensor:
+        if self._negative is None:
+            self._negative = self.world.encode_texts([self.config.negative_prompt])[0]
+        return self._negative
+
+    # --- one chunk ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(
+        self,
+        action: Action | str = "",
+        event: str | None = None,
+        *,
+        on_frames: Callable[[np.ndarray], None] | None = None,
+    ) -> Chunk:
+        """Make the next chunk. `event` (if given) replaces the current event from this chunk on ("" clears it).
+
+        `on_frames` receives each piece of uint8 frames [T, H, W, 3] as soon as the VAE has decoded it.
+        """
+        action = Action.parse(action) if isinstance(action, str) else action
+        if event is not None:
+            self.event = event.strip() or None
+        world, cfg = self.world, self.config
+        timings = {}
+        t0 = time.perf_counter()
+        text = self._text(action)
+        dit, history, policy = world.dit, self.history, cfg.history
+
+        def model(x, sigma, ctx):
+            return dit(x, sigma, [ctx] * x.shape[0], history, policy=policy).float()
+
+        denoise = cfg_denoiser(model, text, self._negative_text() if cfg.guidance != 1.0 else None, cfg.guidance)
+        shape = (1, dit.config.in_dim, cfg.chunk_latents, *self.latent_hw)
+        # Noise from (seed, chunk index): the same seed gives the same world, also after save and resume.
+        noise = get_noise(shape, seed=cfg.seed * 1_000_003 + self.index, device=world.device)
+        timings["text"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        latents = sample_euler(denoise, noise, get_schedule(cfg.steps, cfg.shift).to(world.device))
+        latents = latents.to(world.dtype)
+        if world.device.type == "cuda":
+            torch.cuda.synchronize()
+        timings["denoise"] = time.perf_counter() - t1
+        self.history = latents if history is None else torch.cat([history, latents], dim=2)
+
+        t2 = time.perf_counter()
+        frames = self._decode(latents, on_frames)
+        timings["decode"] = time.perf_counter() - t2
+        chunk = Chunk(self.index, action, self.event, self.caption(action), frames, latents, timings)
+        self.log.append({"action": str(action), "event": self.event, "frames": int(frames.shape[0])})
+        self.index += 1
+        return chunk
+
+    def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
+        world = self.world
+        if world.offload and world.device.type == "cuda":
+            world.dit.to("cpu")
+        try:
+            pieces = []
+            # Latent by latent: the first frames reach the caller before the chunk is fully decoded.
+            for i in range(latents.shape[2]):
+                frames = to_uint8(self.decoder.decode(latents[:, :, i : i + 1]))
+                pieces.append(frames)
+                if on_frames is not None:
+                    on_frames(frames)
+            return np.concatenate(pieces)
+        finally:
+            if world.offload and world.device.type == "cuda":
+                world.dit.to(latents.device)
+
+    def run(self, actions, events: dict[int, str] | None = None, on_frames=None):
+        """Yield a Chunk per action; `events` maps a chunk number (counted from this session's start) to an event."""
+        events = events or {}
+        for action in actions:
+            yield self.step(action, events.get(self.index), on_frames=on_frames)
+
+    # --- save / resume ------------------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the session (history latents, decoder cache, text state, log) to one safetensors file."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in self.decoder.state_dict().items()}
+        if self.history is not None:
+            tensors["history"] = self.history.detach().cpu().contiguous()
+        meta = {
+            "format": SESSION_FORMAT,
+            "model": self.world.name,
+            "config": dataclasses.asdict(self.config),
+            "prompt": self.prompt,
+            "event": self.event,
+            "index": self.index,
+            "log": self.log,
+            "resolution": [self.height, self.width],
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        save_file(tensors, str(tmp), metadata={"yume_session": json.dumps(meta)})
+        tmp.replace(path)  # a crash mid-write never leaves a broken session file
+        return path
+
+    @classmethod
+    def load(cls, path, world: WorldModel) -> WorldSession:
+        """Resume a session saved by `save` with the same model; it continues exactly where it stopped."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["yume_session"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, KeyError, ValueError, Exception) as e:
+            raise ValueError(f"{path}: not a readable yume session file ({e})") from None
+        if meta.get("format") != SESSION_FORMAT:
+            raise ValueError(f"{path}: session format {meta.get('format')} is not supported (expected {SESSION_FORMAT})")
+        if meta["model"] != world.name:
+            raise ValueError(f"{path} was made with model {meta['model']!r}, not {world.name!r}; load that model")
+        session = cls(world, meta["prompt"], config=SessionConfig(**meta["config"]))
+        session.event, session.index, session.log = meta["event"], meta["index"], meta["log"]
+        if "history" in tensors:
+            session.history = tensors["history"].to(device=world.device, dtype=world.dtype)
+        decoder_state = {k[len("decoder.") :]: v.to(world.vae.device) for k, v in tensors.items() if k.startswith("decoder.")}
+        session.decoder.load_state_dict(decoder_state)
+        return session
