@@ -80,7 +80,9 @@ def bench_load(directory, config: str = "yume-5b", dtype: str = "bf16", repeats:
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     size = (directory / DIT_FILE).stat().st_size / 2**30
-    print("| config | dtype | file GiB | parameters | load s | peak RSS GiB |\n|---|---|---|---|---|---|")
+    print("| config | dtype | file GiB | parameters | load s | peak RSS after load GiB | after reading every weight GiB |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {config} | {dtype} | {size:.2f} | {r['parameters']:,} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} |")
+        print(f"| {config} | {dtype} | {size:.2f} | {r['parameters']:,} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} "
+              f"| {r['peak_rss_touched_gib']:.2f} |")
     return results
