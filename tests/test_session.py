@@ -171,3 +171,12 @@ def test_generate_bad_input_messages(tmp_path, capsys, args, message):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_generate_with_a_model_folder_missing_its_vae_says_which_file_and_where(tmp_path, capsys):
+    from yume import YumeTransformer
+
+    YumeTransformer.from_config("tiny").save_pretrained(tmp_path / "model")
+    assert main(["generate", "--model", str(tmp_path / "model"), "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "no VAE in" in err and "Wan2.2_VAE.pth" in err and "stdstu123/Yume-5B-720P" in err

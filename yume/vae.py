@@ -210,8 +210,8 @@ class WanVAE:
             raw_config = AutoencoderKLWan.load_config(source)
             if raw_config.get("_class_name", "AutoencoderKLWan") != "AutoencoderKLWan":
                 raise ValueError(
-                    f"{source / 'config.json'} describes a {raw_config['_class_name']}, not the VAE; pass the model "
-                    f"directory holding {ORIGINAL_FILE} or vae/, or the VAE file itself"
+                    f"no VAE in {source}: its config.json describes a {raw_config['_class_name']}, not the VAE; "
+                    f"put {ORIGINAL_FILE} (or a diffusers vae/ folder) there — get {_WAN22_SOURCE}"
                 )
             config = vae_config(raw_config)
             weights = {}
