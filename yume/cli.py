@@ -11,6 +11,7 @@ import sys
 # The modules must import nothing heavy at module level, so `yume --help` stays fast.
 SUBCOMMANDS = [
     "yume.bench.cli:add_bench_parser",
+    "yume.train.cli:add_parsers",
 ]
 
 

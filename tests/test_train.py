@@ -1,0 +1,218 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from yume.actions import Action
+from yume.data.cache import build_cache
+from yume.data.clips import write_clip, write_manifest
+from yume.models.wan import YumeTransformer
+from yume.train.config import TrainConfig, load_config
+from yume.train.dmd import dmd_loss
+from yume.train.loop import train
+from yume.train.self_forcing import few_step_sigmas, rollout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two shared cores: a second intra-op thread only adds contention (20x slower steps measured).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    from yume.models.text import TextEncoder
+    from yume.vae import WanVAE
+
+    root = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(0)
+    # A smooth moving gradient, so the clip has structure to learn.
+    t, y, x = np.meshgrid(np.arange(17), np.arange(64), np.arange(64), indexing="ij")
+    video = np.stack([np.sin(x / 9 + t / 4), np.cos(y / 7 - t / 5), np.sin((x + y) / 11)], -1)
+    video = ((video * 0.5 + 0.5) * 255 + rng.normal(0, 4, video.shape)).clip(0, 255).astype(np.uint8)
+    clip = write_clip(root, "walk", video, 16, "a sunny square", actions=[Action("W")] * 16)
+    write_manifest(root, [clip])
+    vae, text = WanVAE.from_config("tiny"), TextEncoder.from_config("tiny", d_model=32, text_len=32)
+    build_cache(root, root / "cache", vae, text)
+    return root / "cache"
+
+
+def config(cache, out, *sets) -> TrainConfig:
+    base = [f"data.cache={cache}", f"run.out={out}", "data.chunk_latents=2", "data.history_min=1", "data.history_max=3",
+            "run.autocast=none", "run.progress=false", "optim.lr=5e-3", "run.save_every=1000"]  # fmt: skip
+    return load_config(None, base + list(sets))
+
+
+def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
+    (tmp_path / "a.toml").write_text('stage = "flow"\n[data]\ncache = "c"\nmix = [0, 1, 1]\n[run]\nsteps = 7\n')
+    (tmp_path / "a.yaml").write_text("data:\n  cache: c\n  mix: [0, 1, 1]\nrun:\n  steps: 7\n")
+    a = load_config(tmp_path / "a.toml", ["optim.lr=2e-4", "run.activation_checkpointing=true", "lora.targets=q,v"])
+    b = load_config(tmp_path / "a.yaml", ["optim.lr=2e-4", "run.activation_checkpointing=true", "lora.targets=q,v"])
+    assert a == b
+    assert (a.run.steps, a.optim.lr, a.data.mix, a.lora.targets) == (7, 2e-4, (0.0, 1.0, 1.0), ("q", "v"))
+    a.save(tmp_path / "saved.toml")
+    assert load_config(tmp_path / "saved.toml") == a
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("run.steps=ten", "config run.steps = 'ten': expected int"),
+        ("run.stepz=10", "unknown keys ['stepz'] in [run]"),
+        ("data.mix=1,0", "config data.mix = ['1', '0']: expected 3 values"),
+        ("run.parallel=zero", "config run.parallel = 'zero': must be one of"),
+        ("optim.lr=0", "config optim.lr = 0.0: must be > 0"),
+    ],
+)
+def test_config_errors_name_the_key_and_value(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_config(None, ["data.cache=c", override])
+
+
+def test_flow_loss_falls_over_50_steps_on_a_fixed_batch(cache, tmp_path):
+    # One clip, v2v only with a fixed history length: the same batch every step (only σ and noise vary).
+    cfg = config(cache, tmp_path, "run.steps=50", "data.mix=0,0,1", "data.history_min=2", "data.history_max=2")
+    losses = [m["loss"] for m in train(cfg)]
+    assert np.mean(losses[-10:]) < 0.85 * np.mean(losses[:10])
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in logged] == list(range(1, 51))
+    assert {"loss", "grad_norm", "lr", "samples_per_s"} <= set(logged[0])
+
+
+class Kill(Exception):
+    pass
+
+
+def test_killed_and_resumed_run_gives_the_same_losses(cache, tmp_path):
+    sets = ("run.steps=6", "run.ema_decay=0.9", "optim.warmup_steps=3")
+    straight = [m["loss"] for m in train(config(cache, tmp_path / "a", *sets))]
+
+    def kill_at_5(m):
+        if m["step"] == 5:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train(config(cache, tmp_path / "b", *sets, "run.save_every=2"), callback=kill_at_5)
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-0000002", "step-0000004"]
+    resumed = train(config(cache, tmp_path / "b", *sets, "run.save_every=2"))
+    assert [m["step"] for m in resumed] == [5, 6]
+    assert [m["loss"] for m in resumed] == straight[4:]
+    final_a = YumeTransformer.from_pretrained(tmp_path / "a/checkpoints/step-0000006/generator/ema", dtype=torch.float32)
+    final_b = YumeTransformer.from_pretrained(tmp_path / "b/checkpoints/step-0000006/generator/ema", dtype=torch.float32)
+    for (k, p), q in zip(final_a.state_dict().items(), final_b.state_dict().values()):
+        assert torch.equal(p, q), k
+
+
+def test_lora_trains_adapters_and_exports_merged_weights(cache, tmp_path):
+    # LoRA starts from trained weights; a random init's zero output layer would pass no gradient to the blocks.
+    init = YumeTransformer.from_config("tiny", seed=0)
+    torch.nn.init.normal_(init.head.head.weight, std=0.05)
+    init.save_pretrained(tmp_path / "base")
+    cfg = config(cache, tmp_path, "run.steps=3", "lora.rank=4", "lora.alpha=8", "lora.targets=q,v,ffn.0",
+                 f"model.weights={tmp_path / 'base'}")  # fmt: skip
+    assert train(cfg)[-1]["grad_norm"] > 0
+    out = tmp_path / "checkpoints/step-0000003/generator"
+    merged = YumeTransformer.from_pretrained(out / "original", dtype=torch.float32)
+    diffusers = YumeTransformer.from_pretrained(out / "diffusers", dtype=torch.float32)
+    changed = {k for k, v in merged.state_dict().items() if not torch.equal(v, init.state_dict()[k])}
+    targets = ("self_attn.q", "self_attn.v", "cross_attn.q", "cross_attn.v", "ffn.0")
+    assert changed == {f"blocks.{i}.{n}.weight" for i in range(2) for n in targets}
+    for k, v in merged.state_dict().items():
+        assert torch.equal(v, diffusers.state_dict()[k]), k
+
+
+def test_dmd_generator_update_moves_a_gaussian_toward_the_real_one():
+    # Real data N(2, 0.5²); generator x = a + b·z starts at N(0, 1). The denoisers are exact for Gaussians:
+    # E[x0 | x_t] = m + (1 − t)s² / ((1 − t)²s² + t²) · (x_t − (1 − t)m) for data N(m, s²).
+    def x0(x_t, t, m, s):
+        return m + (1 - t) * s**2 / ((1 - t) ** 2 * s**2 + t**2) * (x_t - (1 - t) * m)
+
+    a, log_b = torch.zeros((), requires_grad=True), torch.zeros((), requires_grad=True)
+    opt = torch.optim.SGD([a, log_b], lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(120):
+        x = a + log_b.exp() * torch.randn(512, 1, generator=g)
+        t = torch.rand(512, 1, generator=g) * 0.96 + 0.02
+        x_t = (1 - t) * x.detach() + t * torch.randn(512, 1, generator=g)
+        real, fake = x0(x_t, t, 2.0, 0.5), x0(x_t, t, a.detach(), log_b.exp().detach())
+        opt.zero_grad()
+        dmd_loss(x, real, fake).backward()
+        opt.step()
+    assert abs(a.item() - 2.0) < 0.02, a.item()
+    assert abs(log_b.exp().item() - 0.5) < 0.02, log_b.exp().item()
+
+
+def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs_back():
+    model = YumeTransformer.from_config("tiny", seed=0)
+    calls = []
+
+    def spy(x, sigma, context, history, policy):
+        calls.append((torch.is_grad_enabled(), 0 if history is None else history.shape[2]))
+        return model(x, sigma, context, history, policy=policy)
+
+    noise = [torch.randn(1, 48, 2, 4, 4) for _ in range(3)]
+    ctx = [[torch.randn(5, 32)]] * 3
+    out = rollout(spy, noise, ctx, torch.randn(1, 48, 1, 4, 4), few_step_sigmas(4, 7.0), [3, 0, 1], policy="release")
+    assert calls == [(False, 1), (False, 1), (False, 1), (True, 1), (True, 3), (False, 5), (True, 5)]
+    assert all(c.requires_grad for c in out.chunks)
+    assert not out.histories[2].requires_grad
+    torch.testing.assert_close(out.histories[2][:, :, 1:3], out.chunks[0].detach())
+    torch.testing.assert_close(few_step_sigmas(4, 7.0)[:4], torch.tensor([1.0, 0.954545, 0.875, 0.7]), atol=1e-5, rtol=0)
+
+
+def test_self_forcing_stage_trains_generator_and_critic(cache, tmp_path):
+    cfg = config(cache, tmp_path, "run.steps=3", "self_forcing.chunks=2", "self_forcing.critic_ratio=2",
+                 "self_forcing.guidance=3")  # fmt: skip
+    history = train(cfg.replace(stage="self-forcing"))
+    assert ["dmd_loss" in m for m in history] == [True, False, True]
+    assert all(np.isfinite(m["loss"]) for m in history)
+    # Step 1 starts with fake = real, so the DMD gradient is exactly 0; by step 3 the critic has moved.
+    assert history[0]["grad_norm"] == 0.0 and history[2]["grad_norm"] > 0
+    assert YumeTransformer.from_pretrained(tmp_path / "checkpoints/step-0000003/generator/original").config.dim == 64
+
+
+def test_torchrun_fsdp_two_processes_and_its_checkpoint_loads_in_one(cache, tmp_path):
+    args = [f"--set=data.cache={cache}", f"--set=run.out={tmp_path}", "--set=data.chunk_latents=2",
+            "--set=data.history_min=1", "--set=run.autocast=none", "--set=run.progress=false", "--set=run.steps=2",
+            "--set=run.parallel=fsdp", "--set=run.ema_decay=0.5"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29533", "-m", "yume.cli",
+           "train", "flow", *args]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "step 2/2" in done.stdout
+    step = tmp_path / "checkpoints/step-0000002"
+    assert sorted(p.name for p in (step / "state").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    full = YumeTransformer.from_pretrained(step / "generator/original", dtype=torch.float32)
+    assert sum(p.numel() for p in full.parameters()) == sum(p.numel() for p in YumeTransformer("tiny").parameters())
+    # The sharded training state resumes in one process: it continues from step 2 with the gathered weights.
+    resumed = train(load_config(None, [a.removeprefix("--set=") for a in args] + ["run.steps=3", "run.parallel=none"]))
+    assert [m["step"] for m in resumed] == [3]
+    before = YumeTransformer.from_pretrained(step / "generator/original", dtype=torch.float32).state_dict()
+    after = YumeTransformer.from_pretrained(tmp_path / "checkpoints/step-0000003/generator/original", dtype=torch.float32)
+    assert not torch.equal(before["blocks.0.self_attn.q.weight"], after.state_dict()["blocks.0.self_attn.q.weight"])
+
+
+def test_torchrun_self_forcing_with_fsdp_and_activation_checkpointing(cache, tmp_path):
+    sets = [f"data.cache={cache}", f"run.out={tmp_path}", "data.chunk_latents=2", "data.history_min=1",
+            "run.autocast=none", "run.progress=false", "run.steps=3", "run.parallel=fsdp", "optim.lr=5e-3",
+            "run.activation_checkpointing=true", "self_forcing.chunks=2", "self_forcing.critic_ratio=2"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29534", "-m", "yume.cli",
+           "train", "self-forcing", *(f"--set={s}" for s in sets)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [("dmd_loss" in m, m["step"]) for m in logged] == [(True, 1), (False, 2), (True, 3)]
+    assert logged[2]["grad_norm"] > 0
+    assert (tmp_path / "checkpoints/step-0000003/config.toml").read_text().startswith('stage = "self-forcing"')

@@ -1,0 +1,206 @@
+"""The latent cache: each clip VAE-encoded and its texts T5-encoded once, stored as safetensors shards.
+
+Layout::
+
+    cache/index.json                 format, latent grid, text dim, vocabulary, one entry per clip
+    cache/text.safetensors           "action/<i>" for the 81 action captions (i indexes ALL_ACTIONS), "empty"
+    cache/shard-00000.safetensors    "latents/<id>" [48, F, h, w], "scene/<id>" [L, D], "joined/<id>/<i>" [L, D]
+
+Per latent frame the cache keeps the clip's action index (-1 = unlabelled), so a training chunk gets the caption of
+the action it shows. Latent 0 encodes pixel frame 0 alone; latent j >= 1 encodes frames 4j-3 .. 4j.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yume.actions import ALL_ACTIONS, Action, action_caption, caption
+from yume.data.clips import Clip, iter_clips, read_frames
+
+INDEX = "index.json"
+TEXT_FILE = "text.safetensors"
+FORMAT = 1
+ACTION_INDEX = {a: i for i, a in enumerate(ALL_ACTIONS)}
+
+
+def scene_text(clip: Clip) -> str:
+    """The scene/event half of a decomposed caption: caption, then the event if any."""
+    return " ".join(t.strip() for t in (clip.caption, clip.event or "") if t and t.strip())
+
+
+def latent_actions(transitions: list[Action | None], num_latents: int, temporal_stride: int = 4) -> list[int]:
+    """Action index per latent frame: the most common label over the transitions into the frames it encodes."""
+    out = []
+    for j in range(num_latents):
+        span = transitions[:1] if j == 0 else transitions[temporal_stride * (j - 1) : temporal_stride * j]
+        labels = [ACTION_INDEX[a] for a in span if a is not None]
+        out.append(Counter(labels).most_common(1)[0][0] if labels else -1)
+    return out
+
+
+def prepare_frames(frames: np.ndarray, resolution: tuple[int, int] | None, multiple: int = 32) -> torch.Tensor:
+    """uint8 [T, H, W, 3] -> float [1, 3, T, H', W'] in [-1, 1]: resized (short side) and centre-cropped to `resolution`."""
+    video = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)  # [3, T, H, W]
+    h, w = video.shape[-2:]
+    if resolution is None:
+        if h % multiple or w % multiple:
+            raise ValueError(f"frames are {h}x{w}, not multiples of {multiple}; give a resolution to resize and crop to")
+        return video[None]
+    th, tw = resolution
+    if th % multiple or tw % multiple:
+        raise ValueError(f"resolution {th}x{tw} must be multiples of {multiple} (VAE stride 16 x patch 2)")
+    scale = max(th / h, tw / w)
+    size = (max(th, round(h * scale)), max(tw, round(w * scale)))
+    if size != (h, w):
+        video = torch.nn.functional.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - th) // 2, (size[1] - tw) // 2
+    return video[None, :, :, top : top + th, left : left + tw].clamp(-1, 1)
+
+
+def build_cache(
+    dataset: str | Path,
+    out: str | Path,
+    vae,
+    text_encoder,
+    *,
+    resolution: tuple[int, int] | None = None,
+    max_frames: int | None = None,
+    vocab: str = "1.5",
+    shard_bytes: int = 1 << 30,
+    on_clip=None,
+) -> dict:
+    """Encode every clip of `dataset` once into `out`; returns the index. `on_clip(id, num_latents)` reports progress.
+
+    Clips are cut to 1 + 4k frames (and to `max_frames`); `vae` is a `yume.vae.WanVAE`, `text_encoder` a
+    `yume.models.text.TextEncoder` whose dim is the DiT's text_dim.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stride = vae.temporal_stride
+    actions = [action_caption(a, vocab) for a in ALL_ACTIONS]
+    text = {f"action/{i}": e for i, e in enumerate(text_encoder.encode(actions))}
+    text["empty"] = text_encoder.encode([""])[0]
+    save_file({k: v.float().contiguous().cpu() for k, v in text.items()}, out / TEXT_FILE)
+
+    entries, shard, shard_size, shards = [], {}, 0, []
+
+    def flush():
+        nonlocal shard, shard_size
+        if shard:
+            name = f"shard-{len(shards):05d}.safetensors"
+            save_file(shard, out / name)
+            shards.append(name)
+            shard, shard_size = {}, 0
+
+    grid = None
+    for clip in iter_clips(dataset):
+        frames = read_frames(clip.video, clip.start, clip.stop)
+        if max_frames is not None:
+            frames = frames[:max_frames]
+        usable = 1 + (len(frames) - 1) // stride * stride
+        video = prepare_frames(frames[:usable], resolution)
+        latents = vae.encode(video)[0].float().cpu().contiguous()  # [48, F, h, w]
+        if grid is None:
+            grid = tuple(latents.shape[2:])
+        elif tuple(latents.shape[2:]) != grid:
+            raise ValueError(
+                f"clip {clip.id} gives latents {tuple(latents.shape[2:])}, others {grid}: one cache holds one "
+                "resolution; pass a resolution to resize every clip"
+            )
+        per_latent = latent_actions(clip.transition_actions(usable), latents.shape[1], stride)
+        used = sorted(set(per_latent))
+        scene = scene_text(clip)
+        joined_texts = [caption(ALL_ACTIONS[i], scene, vocab) if i >= 0 else scene for i in used]
+        embs = text_encoder.encode([scene, *joined_texts])
+        shard[f"latents/{clip.id}"] = latents
+        shard[f"scene/{clip.id}"] = embs[0].float().cpu().contiguous()
+        for i, e in zip(used, embs[1:]):
+            shard[f"joined/{clip.id}/{i}"] = e.float().cpu().contiguous()
+        entries.append({"id": clip.id, "shard": f"shard-{len(shards):05d}.safetensors", "frames": latents.shape[1],
+                        "actions": per_latent})  # fmt: skip
+        shard_size += sum(t.numel() * t.element_size() for t in embs) + latents.numel() * 4
+        if on_clip is not None:
+            on_clip(clip.id, latents.shape[1])
+        if shard_size >= shard_bytes:
+            flush()
+    flush()
+    if not entries:
+        raise ValueError(f"dataset {dataset} has no clips to cache")
+    index = {
+        "format": FORMAT,
+        "latent_channels": vae.z_dim,
+        "latent_size": list(grid),
+        "text_dim": text_encoder.dim,
+        "text_len": text_encoder.text_len,
+        "vocab": vocab,
+        "text_encoder": text_encoder.fingerprint,
+        "clips": entries,
+    }
+    (out / INDEX).write_text(json.dumps(index), encoding="utf-8")
+    return index
+
+
+@dataclass
+class CachedClip:
+    id: str
+    shard: str
+    frames: int  # latent frames
+    actions: list[int]  # action index per latent frame, -1 = unlabelled
+
+
+class LatentCache:
+    """Read access to a latent cache; shards are memory-mapped on first use."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        index_file = self.root / INDEX
+        if not index_file.is_file():
+            raise FileNotFoundError(f"no {INDEX} in {self.root}: build the cache first with `yume data cache`")
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        if index.get("format") != FORMAT:
+            raise ValueError(f"{index_file} has cache format {index.get('format')!r}, this yume reads {FORMAT}")
+        self.index = index
+        self.clips = [CachedClip(c["id"], c["shard"], c["frames"], c["actions"]) for c in index["clips"]]
+        self.text_dim = index["text_dim"]
+        self.text_len = index["text_len"]
+        self._handles: dict[str, object] = {}
+        from safetensors.torch import load_file
+
+        text = load_file(self.root / TEXT_FILE)
+        self.action_embeddings = [text[f"action/{i}"] for i in range(len(ALL_ACTIONS))]
+        self.empty = text["empty"]
+
+    def _get(self, shard: str, key: str) -> torch.Tensor:
+        if shard not in self._handles:
+            from safetensors import safe_open
+
+            self._handles[shard] = safe_open(str(self.root / shard), framework="pt")
+        return self._handles[shard].get_tensor(key)
+
+    def latents(self, clip: CachedClip) -> torch.Tensor:
+        return self._get(clip.shard, f"latents/{clip.id}")
+
+    def scene(self, clip: CachedClip) -> torch.Tensor:
+        return self._get(clip.shard, f"scene/{clip.id}")
+
+    def joined(self, clip: CachedClip, action: int) -> torch.Tensor:
+        return self._get(clip.shard, f"joined/{clip.id}/{action}")
+
+    def decomposed(self, clip: CachedClip, action: int) -> torch.Tensor:
+        """Action caption tokens then scene tokens, at most text_len in all (the scene's tail is cut)."""
+        return self.compose(action, self.scene(clip))
+
+    def compose(self, action: int, scene: torch.Tensor) -> torch.Tensor:
+        """The decomposed caption [L, D] of an action index (-1 = none) and a scene embedding."""
+        if action < 0:
+            return scene[: self.text_len]
+        head = self.action_embeddings[action][: self.text_len]
+        return torch.cat([head, scene[: self.text_len - head.shape[0]]])

@@ -1,0 +1,294 @@
+"""The typed config of one training run: sections of dataclasses, read from TOML or YAML, `--set key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STAGES = ("flow", "self-forcing")
+PARALLEL = ("auto", "fsdp", "ddp", "none")
+AUTOCAST = ("bf16", "none")
+
+
+@dataclass
+class ModelSection:
+    preset: str = "tiny"  # ModelConfig preset for a random init when `weights` is empty
+    weights: str = ""  # a DiT file or folder (original or diffusers layout) to start from
+    history_policy: str = "release"
+    init_seed: int = 0
+
+
+@dataclass
+class DataSection:
+    cache: str = ""  # a latent cache folder made by `yume data cache`
+    batch_size: int = 1
+    chunk_latents: int = 8  # latent frames denoised per step (8 = 29 frames in the release)
+    history_min: int = 2  # latent frames of history prefix in v2v steps
+    history_max: int = 250
+    mix: tuple[float, float, float] = (0.3, 0.3, 0.4)  # t2v, i2v, v2v
+    decomposed_prob: float = 0.6  # the paper's probability of encoding action and scene separately
+    first_frame_noise: float = 0.0  # max σ of the noise added to history latent 0
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    eight_bit: bool = False  # bitsandbytes AdamW8bit; needs bitsandbytes installed
+
+
+@dataclass
+class FlowSection:
+    shift: float = 7.0  # σ' = sσ / (1 + (s − 1)σ) after logit-normal sampling; 7 for the 5B model
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+
+
+@dataclass
+class SelfForcingSection:
+    teacher: str = ""  # the frozen real score; "" = the generator's initial weights
+    chunks: int = 3  # K chunks rolled out per step
+    steps: int = 4  # denoising steps: σ = linspace(1, 0, steps + 1)[:-1] shifted, t = [1000, 750, 500, 250] for 4
+    shift: float = 7.0
+    guidance: float = 1.0  # CFG scale of the real score (1 = none)
+    critic_ratio: int = 5  # critic updates per generator update
+    critic_lr: float = 0.0  # 0 = optim.lr
+    sigma_min: float = 0.02  # DMD noise levels are drawn uniformly from [sigma_min, sigma_max]
+    sigma_max: float = 0.98
+
+
+@dataclass
+class LoraSection:
+    rank: int = 0  # 0 = full fine-tuning
+    alpha: float = 0.0  # 0 = rank (scale 1)
+    targets: tuple[str, ...] = ("q", "k", "v", "o", "ffn.0", "ffn.2")
+
+
+@dataclass
+class RunSection:
+    out: str = "runs/yume"
+    steps: int = 1000
+    seed: int = 0
+    log_every: int = 1
+    save_every: int = 500
+    autocast: str = "bf16"
+    activation_checkpointing: bool = False
+    parallel: str = "auto"  # auto: FSDP under torchrun, nothing in one process
+    ema_decay: float = 0.0  # 0 = no EMA
+    progress: bool = True
+    resume: bool = True  # continue from the newest checkpoint in `out` if there is one
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "flow"
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    flow: FlowSection = field(default_factory=FlowSection)
+    self_forcing: SelfForcingSection = field(default_factory=SelfForcingSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self):
+        _check(self.stage in STAGES, "stage", self.stage, f"one of {STAGES}")
+        d, o, r, sf = self.data, self.optim, self.run, self.self_forcing
+        _check(bool(d.cache), "data.cache", d.cache, "the folder made by `yume data cache`")
+        _check(d.batch_size >= 1, "data.batch_size", d.batch_size, ">= 1")
+        _check(d.chunk_latents >= 1, "data.chunk_latents", d.chunk_latents, ">= 1")
+        _check(1 <= d.history_min <= d.history_max, "data.history_min/max", (d.history_min, d.history_max),
+               "1 <= history_min <= history_max")  # fmt: skip
+        _check(len(d.mix) == 3 and min(d.mix) >= 0 and sum(d.mix) > 0, "data.mix", d.mix,
+               "three weights >= 0 (t2v, i2v, v2v), not all zero")  # fmt: skip
+        _check(0 <= d.decomposed_prob <= 1, "data.decomposed_prob", d.decomposed_prob, "in [0, 1]")
+        _check(0 <= d.first_frame_noise <= 1, "data.first_frame_noise", d.first_frame_noise, "in [0, 1]")
+        _check(o.lr > 0, "optim.lr", o.lr, "> 0")
+        _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = no clipping)")
+        _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
+        _check(self.flow.shift > 0 and self.flow.logit_std > 0, "flow.shift/logit_std",
+               (self.flow.shift, self.flow.logit_std), "both > 0")  # fmt: skip
+        _check(sf.chunks >= 1 and sf.steps >= 1, "self_forcing.chunks/steps", (sf.chunks, sf.steps), "both >= 1")
+        _check(sf.critic_ratio >= 1, "self_forcing.critic_ratio", sf.critic_ratio, ">= 1")
+        _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
+        _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),
+               "0 < sigma_min < sigma_max <= 1")  # fmt: skip
+        _check(self.lora.rank >= 0, "lora.rank", self.lora.rank, ">= 0")
+        _check(r.steps >= 1 and r.save_every >= 1 and r.log_every >= 1, "run.steps/save_every/log_every",
+               (r.steps, r.save_every, r.log_every), "all >= 1")  # fmt: skip
+        _check(r.autocast in AUTOCAST, "run.autocast", r.autocast, f"one of {AUTOCAST}")
+        _check(r.parallel in PARALLEL, "run.parallel", r.parallel, f"one of {PARALLEL}")
+        _check(0 <= r.ema_decay < 1, "run.ema_decay", r.ema_decay, "in [0, 1) (0 = off)")
+        if o.eight_bit:
+            import importlib.util
+
+            _check(importlib.util.find_spec("bitsandbytes") is not None, "optim.eight_bit", True,
+                   "false, or install bitsandbytes")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **overrides) -> TrainConfig:
+        """A copy with dotted overrides applied, e.g. replace(**{"run.steps": 10})."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            _assign(d, key, value)
+        return from_dict(d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(to_toml(self.to_dict()), encoding="utf-8")
+
+
+def _check(ok: bool, name: str, value, want: str) -> None:
+    if not ok:
+        raise ValueError(f"config {name} = {value!r}: must be {want}")
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {k: v for k, v in hints.items() if dataclasses.is_dataclass(v)}
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """Build from nested dicts; unknown keys are errors naming the valid ones."""
+    sections = _sections()
+    unknown = set(d) - {"stage", *sections}
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; valid: stage, {', '.join(sections)}")
+    kwargs = {"stage": d.get("stage", "flow")}
+    for name, cls in sections.items():
+        values = d.get(name, {}) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"config section [{name}] must be a table of keys, got {values!r}")
+        hints = typing.get_type_hints(cls)
+        bad = set(values) - set(hints)
+        if bad:
+            raise ValueError(f"unknown keys {sorted(bad)} in [{name}]; valid: {', '.join(hints)}")
+        kwargs[name] = cls(**{k: _coerce(v, hints[k], f"{name}.{k}") for k, v in values.items()})
+    return TrainConfig(**kwargs)
+
+
+def _coerce(value, hint, name: str):
+    """Check/convert one value (from a file or a `--set` string) to the field's type."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        args = typing.get_args(hint)
+        item = args[0]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, item, name) for v in value)
+        if len(value) != len(args):
+            raise ValueError(f"config {name} = {value!r}: expected {len(args)} values")
+        return tuple(_coerce(v, t, name) for v, t in zip(value, args))
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except ValueError:
+        raise ValueError(f"config {name} = {value!r}: expected {getattr(hint, '__name__', hint)}") from None
+
+
+def _assign(d: dict, dotted: str, value) -> None:
+    section, _, key = dotted.partition(".")
+    if not key:
+        d[section] = value
+        return
+    if section not in d or not isinstance(d[section], dict):
+        raise ValueError(f"unknown config section {section!r} in {dotted!r}; valid: {', '.join(_sections())}")
+    d[section][key] = value
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """["run.steps=10", "optim.lr=1e-4"] -> {"run.steps": "10", ...}."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"bad override {item!r}: write section.key=value, e.g. run.steps=100")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
+    """Read a .toml / .yaml / .yml / .json config (or start from defaults) and apply `--set` overrides."""
+    d: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            import tomllib
+
+            d = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            d = json.loads(text)
+        else:
+            raise ValueError(f"config file {path}: use .toml, .yaml/.yml or .json")
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a table of sections, got {type(d).__name__}")
+    merged = from_dict_defaults()
+    for key, value in d.items():
+        merged[key] = dict(value) if isinstance(value, dict) else value
+    items = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides or {})
+    for key, value in items.items():
+        _assign(merged, key, value)
+    return from_dict(merged)
+
+
+def from_dict_defaults() -> dict:
+    """Section -> {} so that overrides can name any section before validation."""
+    return {"stage": "flow", **{name: {} for name in _sections()}}
+
+
+def to_toml(d: dict) -> str:
+    """Nested dict of scalars, strings and lists -> TOML text (what `TrainConfig.save` writes)."""
+    lines = []
+    for key, value in d.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in d.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{key}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise ValueError(f"cannot write {v!r} to TOML")

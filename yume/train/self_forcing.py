@@ -1,0 +1,110 @@
+"""Stage 2: the generator rolls out K chunks on its own history with few steps; DMD scores each chunk.
+
+Self-Forcing (Huang et al. 2025): training runs the same autoregressive loop as inference, so the generator learns
+from (and to correct) its own drift. Only one randomly chosen denoising step per chunk keeps its graph; the chunk
+it produces is the prediction x̂₀ at that step. Each finished chunk is appended, detached, to the clean history of
+the next — the compressed-history policy packs it, as in inference (Yume has no KV cache to roll).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from yume.sampling import get_schedule
+from yume.train.dmd import critic_loss, dmd_loss, x0_from_velocity
+
+
+def few_step_sigmas(steps: int = 4, shift: float = 7.0) -> torch.Tensor:
+    """σ of the few-step sampler, `steps + 1` values ending at 0: t = 1000·[1, .75, .5, .25] shifted, for steps=4."""
+    return get_schedule(steps, shift)
+
+
+@dataclass
+class Rollout:
+    chunks: list[torch.Tensor]  # K x [B, C, f, h, w]; each carries the graph of its exit step only
+    histories: list[torch.Tensor | None]  # the (detached) history each chunk was generated with
+    exit_steps: list[int]
+
+
+def rollout(
+    model,
+    noise: list[torch.Tensor],
+    contexts: list[list[torch.Tensor]],
+    history: torch.Tensor | None,
+    sigmas: torch.Tensor,
+    exit_steps: list[int],
+    *,
+    policy: str,
+    grad: bool = True,
+) -> Rollout:
+    """Generate len(noise) chunks autoregressively with Euler steps (the inference sampler), each on the history
+    of everything before it; chunk k stops at `exit_steps[k]` and returns x̂₀ = x − σ·v of that step."""
+    chunks, histories = [], []
+    for x, context, exit_step in zip(noise, contexts, exit_steps):
+        if not 0 <= exit_step < len(sigmas) - 1:
+            raise ValueError(f"exit step {exit_step} is outside the {len(sigmas) - 1}-step schedule")
+        batch = x.shape[0]
+        for i in range(exit_step + 1):
+            sigma = sigmas[i].expand(batch).to(x.device)
+            with torch.set_grad_enabled(grad and i == exit_step):
+                v = model(x, sigma, context, history, policy=policy)
+            if i == exit_step:
+                x = x0_from_velocity(x, v, sigma)
+            else:
+                x = (x + (sigmas[i + 1] - sigmas[i]) * v).detach()
+        chunks.append(x)
+        histories.append(history)
+        done = x.detach().to(noise[0].dtype)
+        history = done if history is None else torch.cat([history, done], dim=2)
+    return Rollout(chunks, histories, list(exit_steps))
+
+
+def real_score_x0(teacher, x_t, sigma, context, uncond, history, *, policy: str, guidance: float) -> torch.Tensor:
+    """The frozen teacher's x̂₀, with classifier-free guidance on the velocity when guidance > 1."""
+    with torch.no_grad():
+        v = teacher(x_t, sigma, context, history, policy=policy)
+        if guidance != 1.0:
+            v_uncond = teacher(x_t, sigma, uncond, history, policy=policy)
+            v = v_uncond + guidance * (v - v_uncond)
+        return x0_from_velocity(x_t, v, sigma)
+
+
+def generator_dmd_loss(
+    out: Rollout,
+    teacher,
+    fake,
+    contexts: list[list[torch.Tensor]],
+    uncond: list[torch.Tensor],
+    *,
+    sigma_range: tuple[float, float],
+    generator: torch.Generator,
+    policy: str,
+    guidance: float = 1.0,
+) -> torch.Tensor:
+    """Mean over chunks of `dmd_loss`: each chunk noised to σ ~ U(sigma_range) and scored by the real and fake
+    models on the generated history it was made with (DMD on model-generated video, as the paper does)."""
+    losses = []
+    for x, history, context in zip(out.chunks, out.histories, contexts):
+        b = x.shape[0]
+        sigma = torch.empty(b).uniform_(*sigma_range, generator=generator).to(x.device)
+        noise = torch.randn(x.shape, generator=generator).to(x)
+        x_t = (1 - sigma.view(-1, 1, 1, 1, 1)) * x.detach() + sigma.view(-1, 1, 1, 1, 1) * noise
+        real = real_score_x0(teacher, x_t, sigma, context, uncond, history, policy=policy, guidance=guidance)
+        with torch.no_grad():
+            fake_x0 = x0_from_velocity(x_t, fake(x_t, sigma, context, history, policy=policy), sigma)
+        losses.append(dmd_loss(x, real, fake_x0))
+    return torch.stack(losses).mean()
+
+
+def fake_score_loss(
+    out: Rollout, fake, contexts, *, sigma_range: tuple[float, float], generator: torch.Generator, policy: str
+) -> torch.Tensor:
+    """Mean over chunks of the fake score's denoising loss on the (detached) generated chunks."""
+    losses = []
+    for x, history, context in zip(out.chunks, out.histories, contexts):
+        sigma = torch.empty(x.shape[0]).uniform_(*sigma_range, generator=generator).to(x.device)
+        noise = torch.randn(x.shape, generator=generator).to(x)
+        losses.append(critic_loss(fake, x, sigma, noise, context, history, policy=policy))
+    return torch.stack(losses).mean()
