@@ -86,10 +86,20 @@ def full_plan(num_frames: int) -> list[Segment]:
     return [Segment(tuple(range(num_frames)), (BASE,))]
 
 
-PLANS = {"release": release_plan, "full": full_plan}
+def tscm_plan(num_frames: int) -> list[Segment]:
+    """TSCM's temporal-spatial stream at its inference defaults (see `yume.models.tscm.TSCMPolicy`)."""
+    from yume.models.tscm import TSCMPolicy  # tscm builds on this module
+
+    return TSCMPolicy()(num_frames)
 
 
-def history_plan(policy: str, num_frames: int) -> list[Segment]:
+PLANS = {"release": release_plan, "full": full_plan, "tscm": tscm_plan}
+
+
+def history_plan(policy, num_frames: int) -> list[Segment]:
+    """The plan of a named policy, or of a callable `num_frames -> plan` (e.g. a `TSCMPolicy` with a generator)."""
+    if callable(policy):
+        return policy(num_frames)
     try:
         plan = PLANS[policy]
     except KeyError:

@@ -9,6 +9,7 @@ from torch import nn
 
 from yume.config import HISTORY_EMBEDDINGS, ModelConfig, model_config
 from yume.models import history as hist
+from yume.models import tscm
 from yume.models.layers import (
     LayerNorm,
     RMSNorm,
@@ -76,13 +77,21 @@ class Block(nn.Module):
         self.norm2 = LayerNorm(cfg.dim, cfg.eps, elementwise_affine=False)
         self.ffn = nn.Sequential(nn.Linear(cfg.dim, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, cfg.dim))
         self.modulation = nn.Parameter(torch.randn(1, 6, cfg.dim) / cfg.dim**0.5)
+        # TSCM's linear-attention memory (paper Fig. 3a); absent (no keys) when memory_dim = 0.
+        self.memory = tscm.MemoryBranch(cfg.dim, cfg.memory_dim, cfg.eps) if cfg.memory_dim else None
 
-    def forward(self, x: torch.Tensor, mod: Modulation, context: torch.Tensor, rope) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mod: Modulation, context: torch.Tensor, rope, memory: tscm.Memory | None = None
+    ) -> torch.Tensor:
+        """memory: TSCM's channel-stream tokens, read by the chunk (the last `memory.num_chunk_tokens` of x)."""
         dtype = self.ffn[0].weight.dtype
         shift, scale, gate, c_shift, c_scale, c_gate = mod.chunks(self.modulation[0])
         y = self.self_attn((self.norm1(x) * (1 + scale) + shift).to(dtype), rope)
         x = x + y.float() * gate
         x = x + self.cross_attn(self.norm3(x).to(dtype), context).float()
+        if memory is not None and self.memory is not None:
+            n = memory.num_chunk_tokens
+            x = torch.cat([x[:, :-n], x[:, -n:] + self.memory(x[:, -n:], memory.tokens)], dim=1)
         y = self.ffn((self.norm2(x) * (1 + c_scale) + c_shift).to(dtype))
         return x + y.float() * c_gate
 
@@ -120,6 +129,8 @@ class YumeTransformer(nn.Module):
             for name, k in HISTORY_EMBEDDINGS.items():
                 out = cfg.in_dim if name == hist.PRE4 else cfg.dim
                 setattr(self, name, nn.Conv3d(cfg.in_dim, out, kernel_size=(1, k, k), stride=(1, k, k)))
+        if cfg.memory_dim:
+            self.memory_embedding = tscm.make_memory_embedding(cfg.in_dim, cfg.memory_dim)
         self.history_policy = "release" if cfg.history_embeddings else "full"
 
     # --- construction -------------------------------------------------------------------------------------------
@@ -161,6 +172,15 @@ class YumeTransformer(nn.Module):
         nn.init.zeros_(self.head.head.weight)
         if self.config.history_embeddings:
             self.init_history_embeddings()
+        if self.config.memory_dim:
+            self.init_memory()
+
+    @torch.no_grad()
+    def init_memory(self) -> None:
+        """TSCM's memory: Wan's init for its linears and the (8,4,4) patchify; FC up zero (see MemoryBranch)."""
+        init_linear(self.memory_embedding)
+        for block in self.blocks:
+            block.memory.init_weights()
 
     @torch.no_grad()
     def init_history_embeddings(self) -> None:
@@ -178,9 +198,13 @@ class YumeTransformer(nn.Module):
                 conv.bias.copy_(self.patch_embedding.bias)
 
     # --- inputs -------------------------------------------------------------------------------------------------
-    def history_convs(self) -> dict:
+    def history_convs(self, policy=None) -> dict:
+        """Patchify convs by name; for TSCM, the coarse kernels the model lacks are interpolated from the base one."""
         names = [hist.BASE, *HISTORY_EMBEDDINGS] if self.config.history_embeddings else [hist.BASE]
-        return {n: getattr(self, n) for n in names}
+        convs = {n: getattr(self, n) for n in names}
+        if policy == "tscm" or isinstance(policy, tscm.TSCMPolicy):
+            convs = tscm.with_interpolated_kernels(convs)
+        return convs
 
     def embed_context(self, context, batch: int) -> torch.Tensor:
         """Text embeddings ([B, L, text_dim] or a list of [L_i, text_dim]) -> [B, text_len, dim], zero-padded as Wan."""
@@ -222,14 +246,15 @@ class YumeTransformer(nn.Module):
         context,
         history: torch.Tensor | None = None,
         *,
-        policy: str | None = None,
+        policy: str | tscm.TSCMPolicy | None = None,
     ) -> torch.Tensor:
         """Velocity for the chunk.
 
         x:       noisy chunk latents [B, C, F, H, W]
         sigma:   noise level in [0, 1] (t = 1000·σ): [B], [B, F] or per token [B, F·H·W/4]
         context: text embeddings [B, L, text_dim] or a list of [L_i, text_dim]
-        history: clean history latents [B, C, F_h, H, W] (timestep 0), packed with `policy`
+        history: clean history latents [B, C, F_h, H, W] (timestep 0), packed with `policy` ("release", "full",
+                 "tscm" or a `TSCMPolicy`); with `memory_dim` > 0 the chunk also reads TSCM's channel-stream memory
         """
         cfg = self.config
         if x.ndim != 5 or x.shape[1] != cfg.in_dim:
@@ -242,18 +267,22 @@ class YumeTransformer(nn.Module):
         grid = (f, h // p, w // p)
         chunk = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         sigma_tokens = self._chunk_sigma(sigma, b, grid).to(device)
+        memory = None
 
         if history is not None and history.shape[2] > 0:
             if history.shape[0] != b or history.shape[1] != cfg.in_dim or history.shape[3:] != x.shape[3:]:
                 raise ValueError(f"history latents {tuple(history.shape)} do not match the chunk {tuple(x.shape)}")
-            plan = hist.history_plan(policy or self.history_policy, history.shape[2])
-            convs = self.history_convs()
+            policy = policy or self.history_policy
+            plan = hist.history_plan(policy, history.shape[2])
+            convs = self.history_convs(policy)
             missing = {n for s in plan for n in s.embeds} - convs.keys()
             if missing:
                 raise ValueError(
-                    f"history policy {policy or self.history_policy!r} needs {sorted(missing)}, which this model "
-                    "lacks (a plain Wan2.2 checkpoint?): use policy='full' or load a Yume checkpoint"
+                    f"history policy {policy!r} needs {sorted(missing)}, which this model "
+                    "lacks (a plain Wan2.2 checkpoint?): use policy='full' or 'tscm', or load a Yume checkpoint"
                 )
+            if cfg.memory_dim:
+                memory = tscm.Memory(tscm.memory_tokens(history, self.memory_embedding), chunk.shape[1])
             tokens = hist.embed_plan(history, plan, convs)
             hist_pos, offset = hist.plan_positions(plan, convs, h, w, device=device)
             tokens = torch.cat([tokens, chunk], dim=1)
@@ -276,7 +305,7 @@ class YumeTransformer(nn.Module):
         xs = tokens.float()
         block_mod = Modulation(e0, index)
         for block in self.blocks:
-            xs = block(xs, block_mod, ctx, rope)
+            xs = block(xs, block_mod, ctx, rope, memory)
 
         xs = xs[:, -n_chunk:]
         out = self.head(xs, Modulation(e[:, None], index[:, -n_chunk:]))  # [B, L_chunk, C·p·p]
@@ -290,7 +319,8 @@ class YumeTransformer(nn.Module):
         x = x.permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.reshape(x.shape[0], x.shape[1], f * pt, h * ph, w * pw)
 
-    def num_history_tokens(self, num_frames: int, height: int, width: int, policy: str | None = None) -> int:
-        """History tokens for `num_frames` latent frames of height × width latent pixels."""
-        plan = hist.history_plan(policy or self.history_policy, num_frames)
-        return hist.count_tokens(plan, self.history_convs(), height, width)
+    def num_history_tokens(self, num_frames: int, height: int, width: int, policy=None) -> int:
+        """Self-attention history tokens for `num_frames` latent frames of height × width latent pixels."""
+        policy = policy or self.history_policy
+        plan = hist.history_plan(policy, num_frames)
+        return hist.count_tokens(plan, self.history_convs(policy), height, width)

@@ -1,0 +1,74 @@
+"""The `yume bench` command group: parse options, run one benchmark, print its table and write its files."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DTYPES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+def add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmarks that print a table")
+    group = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+
+    p = group.add_parser("history", help="time per chunk against chunk index for full / release / tscm (Figure 7)")
+    p.add_argument("--config", default="small", help="model preset: tiny, small, yume-5b, … (random weights)")
+    p.add_argument("--height", type=int, default=256, help="frame height in pixels (multiple of 32)")
+    p.add_argument("--width", type=int, default=448, help="frame width in pixels (multiple of 32)")
+    p.add_argument("--chunks", type=int, default=8, help="chunks to simulate (history grows 8 latents per chunk)")
+    p.add_argument("--steps", type=int, default=1, help="denoising forwards timed per chunk")
+    p.add_argument("--repeats", type=int, default=1, help="time each chunk this many times and keep the fastest")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="what the table and plot show: wall time, or this process's CPU time (a CPU shared with other jobs; "
+        "run with OMP_NUM_THREADS=1 so no thread spins waiting for another)",
+    )
+    p.add_argument("--policies", default="full,release,tscm", help="comma-separated history policies")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--device", default=None, help="cuda when available, else cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench-history", help="folder for history.csv and history.png")
+    p.set_defaults(func=_history)
+
+
+def _history(args) -> int:
+    import torch
+
+    from yume.bench.history import bench_history, format_table, plot, write_csv
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, DTYPES[args.dtype])
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    header = (
+        f"config {args.config} · {args.height}×{args.width} · {args.chunks} chunks · {args.steps} step(s)/chunk · "
+        f"fastest of {args.repeats} · {args.clock} clock · {args.dtype} · {name}"
+    )
+    print(header, flush=True)
+
+    def progress(row):
+        print(f"  {row.policy:>7} chunk {row.chunk:>3}: {row.seconds:.3f} s", file=sys.stderr, flush=True)
+
+    rows = bench_history(
+        args.config,
+        height=args.height,
+        width=args.width,
+        chunks=args.chunks,
+        steps=args.steps,
+        repeats=args.repeats,
+        policies=policies,
+        dtype=dtype,
+        device=device,
+        seed=args.seed,
+        callback=progress,
+    )
+    print(format_table(rows, args.clock))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "history.csv")
+    plot(rows, out / "history.png", header, args.clock)
+    print(f"wrote {out / 'history.csv'} and {out / 'history.png'}")
+    return 0
