@@ -33,6 +33,42 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--out", default="bench-history", help="folder for history.csv and history.png")
     p.set_defaults(func=_history)
 
+    p = group.add_parser("generate", help="per-chunk latency (text / denoise / VAE), FPS and peak memory of a session")
+    p.add_argument("--config", default="tiny", help="DiT preset (random weights): tiny, small, yume-5b, …")
+    p.add_argument("--vae", default="tiny", help="VAE preset (random weights): tiny or wan2.2")
+    p.add_argument("--resolution", default="128x128", help="HEIGHTxWIDTH, multiples of 32")
+    p.add_argument("--chunks", type=int, default=4)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--history", default="release", choices=["release", "full", "tscm"])
+    p.add_argument("--start", default="image", choices=["image", "text"], help="image-to-world or text-to-world")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--device", default=None, help="cuda when available, else cpu")
+    p.set_defaults(func=_generate)
+
+    p = group.add_parser("load", help="load time and peak RAM of a DiT checkpoint (random weights written first)")
+    p.add_argument("directory", help="checkpoint folder; random weights are written there if it has none")
+    p.add_argument("--config", default="yume-5b")
+    p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default="bf16")
+    p.add_argument("--repeats", type=int, default=1)
+    p.set_defaults(func=_load)
+
+
+def _generate(args) -> int:
+    from yume.bench.generate import bench_generate
+    from yume.generate import parse_resolution
+
+    height, width = parse_resolution(args.resolution)
+    bench_generate(args.config, args.vae, height, width, chunks=args.chunks, steps=args.steps, history=args.history,
+                   device=args.device, dtype=args.dtype, image=args.start == "image")  # fmt: skip
+    return 0
+
+
+def _load(args) -> int:
+    from yume.bench.load import bench_load
+
+    bench_load(args.directory, args.config, args.dtype, args.repeats)
+    return 0
+
 
 def _history(args) -> int:
     import torch
