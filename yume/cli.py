@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS = [
     "yume.bench.cli:add_bench_parser",
     "yume.train.cli:add_parsers",
+    "yume.server.cli:add_serve_parser",
 ]
 
 
