@@ -26,9 +26,16 @@ def _inspect(args) -> int:
 def _generate(args) -> int:
     from yume.generate import generate, parse_resolution
     from yume.session import SAMPLING_PRESETS, SessionConfig
+    from yume.world import is_i2v_model
 
     height, width = parse_resolution(args.resolution)
-    preset = SAMPLING_PRESETS[args.preset]
+    # Yume-I2V-540P (detected from the checkpoint) samples with its own release recipe and the 1.0 vocabulary.
+    i2v = is_i2v_model(args.model)
+    preset = SAMPLING_PRESETS[args.preset or ("yume-i2v" if i2v else "release-4step")]
+    if i2v and not args.negative_prompt:
+        from yume.session_i2v import I2V_NEGATIVE_PROMPT
+
+        args.negative_prompt = I2V_NEGATIVE_PROMPT
     config = SessionConfig(
         height=height,
         width=width,
@@ -38,13 +45,14 @@ def _generate(args) -> int:
         negative_prompt=args.negative_prompt,
         history=args.history,
         prompt_mode=args.prompt_mode,
-        vocab=args.vocab,
+        vocab=args.vocab or ("1.0" if i2v else "1.5"),
         seed=args.seed,
     )
     record = generate(
         args.output,
         prompt=args.prompt or "",
         image=args.image,
+        video=args.video,
         actions=args.actions,
         events=args.event,
         model=args.model,
@@ -68,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("start")
     src.add_argument("--prompt", help="scene description (text-to-world; also the scene text with --image)")
     src.add_argument("--image", help="a start image (image-to-world)")
+    src.add_argument("--video", help="a clip to continue (video-to-world; Yume-I2V-540P)")
     src.add_argument("--resume", help="continue a session file written by --save-session")
     p.add_argument("--model", help="model directory (Yume-5B-720P, Wan2.2-TI2V-5B in either layout) or built-in "
                    "name; default: tiny-random (random weights, for checking the pipeline)")
@@ -75,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    '[{"action": "W", "event": "..."}] (default: W*4)')
     p.add_argument("--event", action="append", metavar="CHUNK:TEXT", help='text event from a chunk on, e.g. "4:A ghost appeared"')
     p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32: 704x1280 (default for Yume-5B) or 544x960")
-    p.add_argument("--preset", default="release-4step", choices=["release-4step", "release-50step", "wan-cfg"],
-                   help="sampling recipe: 4 steps shift 7 (distilled weights), 50 steps shift 5, or 50 steps with CFG 5")
+    p.add_argument("--preset", choices=["release-4step", "release-50step", "wan-cfg", "yume-i2v"],
+                   help="sampling recipe: 4 steps shift 7 (distilled weights), 50 steps shift 5, or 50 steps with CFG 5; "
+                   "yume-i2v: 50 steps shift 3 CFG 5 (default: release-4step, or yume-i2v for Yume-I2V-540P)")
     p.add_argument("--steps", type=int, help="denoising steps per chunk (overrides the preset)")
     p.add_argument("--shift", type=float, help="σ shift (overrides the preset)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = off")
@@ -84,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default="release", choices=["release", "full", "tscm"], help="history compression")
     p.add_argument("--prompt-mode", default="joined", choices=["joined", "decomposed"],
                    help="one caption string (release) or action and event encoded separately (paper)")
-    p.add_argument("--vocab", default="1.5", choices=["1.5", "1.0"], help="action vocabulary of the model")
+    p.add_argument("--vocab", choices=["1.5", "1.0"], help="action vocabulary (default: 1.5, or 1.0 for Yume-I2V-540P)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")

@@ -38,6 +38,8 @@ class ModelConfig:
     # TSCM's linear-attention memory branch (paper Fig. 3a); 0 = off (the released checkpoint has none).
     memory_dim: int = 0
     model_type: str = "ti2v"
+    # Width of the CLIP image features read by the I2V cross-attention (Wan2.1-I2V: 1280); 0 = no image branch.
+    image_dim: int = 0
 
     def __post_init__(self):
         if self.dim % self.num_heads:
@@ -49,6 +51,8 @@ class ModelConfig:
             raise ValueError(f"patch_size must be (1, p, p), got {self.patch_size}")
         if self.memory_dim < 0:
             raise ValueError(f"memory_dim must be >= 0, got {self.memory_dim}")
+        if self.image_dim < 0:
+            raise ValueError(f"image_dim must be >= 0, got {self.image_dim}")
 
     @property
     def head_dim(self) -> int:
@@ -89,6 +93,21 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         dim=64, ffn_dim=128, num_layers=2, num_heads=4, text_dim=32, freq_dim=32, text_len=32, history_embeddings=False
     ),
     "small": ModelConfig(dim=256, ffn_dim=768, num_layers=4, num_heads=4, text_dim=256, freq_dim=64, text_len=64),
+    # The published Yume-I2V-540P DiT (Yume 1.0): Wan2.1-I2V-14B (36 input channels = 16 noisy latents + 4 mask
+    # + 16 conditioning latents, CLIP image branch) + five history embeddings (see yume.models.i2v).
+    "yume-i2v-540p-14b": ModelConfig(
+        dim=5120, ffn_dim=13824, num_layers=40, num_heads=40, in_dim=36, out_dim=16, model_type="i2v", image_dim=1280
+    ),
+    # The base model without history embeddings.
+    "wan2.1-i2v-14b": ModelConfig(
+        dim=5120, ffn_dim=13824, num_layers=40, num_heads=40, in_dim=36, out_dim=16, model_type="i2v", image_dim=1280,
+        history_embeddings=False,
+    ),
+    # CPU-sized twin of the 14B structure.
+    "tiny-i2v": ModelConfig(
+        dim=64, ffn_dim=128, num_layers=2, num_heads=4, in_dim=36, out_dim=16, text_dim=32, freq_dim=32, text_len=32,
+        model_type="i2v", image_dim=48,
+    ),
 }
 
 

@@ -46,6 +46,7 @@ def generate(
     *,
     prompt: str = "",
     image=None,
+    video=None,
     actions: str = "W*4",
     events: list[str] | None = None,
     model: str | None = None,
@@ -64,14 +65,15 @@ def generate(
     for i, (_, ev) in enumerate(script):
         if ev:
             event_at.setdefault(i, ev)
-    if not prompt and image is None and resume is None:
+    if not prompt and image is None and video is None and resume is None:
         raise ValueError("give --prompt TEXT (text-to-world) or --image FILE (image-to-world)")
     output = Path(output)
     world = WorldModel.load(model, device=device, dtype=dtype, offload=offload)
     if resume:
         session = WorldSession.load(resume, world)
     else:
-        session = WorldSession(world, prompt, image=image, config=config)
+        start = {"video": video} if video is not None else {}  # video-to-world: Yume-I2V-540P only
+        session = WorldSession(world, prompt, image=image, config=config, **start)
     start_index = session.index
     record = {
         "model": world.name,

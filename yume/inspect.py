@@ -12,6 +12,10 @@ PARTS = {
     "T5 text encoder": ["models_t5_umt5-xxl-enc-bf16.pth", "text_encoder/config.json"],
     "tokenizer": ["google/umt5-xxl/tokenizer_config.json", "google/umt5-xxl/spiece.model", "tokenizer/tokenizer_config.json"],
 }
+# Only image-to-video models (Yume-I2V-540P, Wan2.1-I2V) need these.
+I2V_PARTS = {
+    "CLIP image encoder": ["models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", "image_encoder/config.json"],
+}
 
 
 def _size(paths) -> str:
@@ -35,7 +39,11 @@ def describe(path) -> str:
         dtypes = _dtypes(files)
         history = "patch_embedding_2x.weight" in original
         memory = any(".memory." in k for k in original)
-        kind = "Yume (Wan2.2 + history patch embeddings)" if history else "plain Wan2.2 (no history embeddings)"
+        i2v = "img_emb.proj.0.weight" in original
+        if i2v:
+            kind = "Yume-I2V (Yume 1.0: Wan2.1-I2V + history patch embeddings)" if history else "plain Wan2.1-I2V (no history embeddings)"
+        else:
+            kind = "Yume (Wan2.2 + history patch embeddings)" if history else "plain Wan2.2 (no history embeddings)"
         if memory:
             kind += " + TSCM memory branch"
         dim = original.get("patch_embedding.weight", (0,))[0]
@@ -49,8 +57,9 @@ def describe(path) -> str:
         ]
     except CheckpointError as e:
         lines.append(f"  DiT: missing or unreadable — {e}")
+        i2v = False
     if path.is_dir():
-        for part, candidates in PARTS.items():
+        for part, candidates in {**PARTS, **(I2V_PARTS if i2v else {})}.items():
             found = [root / c for c in candidates if (root / c).exists()]
             if found:
                 lines.append(f"  {part}: present ({found[0].relative_to(root)})")

@@ -67,3 +67,28 @@ def get_noise(shape, *, seed: int, device="cpu", dtype=torch.float32) -> torch.T
     """Gaussian noise drawn on the CPU from `seed`, so the same seed gives the same video on any device."""
     g = torch.Generator("cpu").manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
+
+
+def sample_euler_renoised_history(
+    model: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    history: torch.Tensor,
+    history_noise: torch.Tensor,
+    *,
+    callback: Callable[[dict], None] | None = None,
+    disable: bool = True,
+) -> torch.Tensor:
+    """Euler on the chunk while the history is shown re-noised to each step's level (the Yume-I2V-540P release).
+
+    At step i the model sees the history as σ_i·ε + (1 − σ_i)·history with one ε for the whole chunk, i.e. after
+    each step the history is re-noised to the next step's level with the same noise. `model(x, σ, history_σ)` -> v.
+    """
+    for i in tqdm(range(len(sigmas) - 1), disable=disable, desc="denoise", leave=False):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        past = sigma * history_noise + (1 - sigma) * history
+        v = model(x, sigma.expand(x.shape[0]).to(x.device), past)
+        x = x + (sigma_next - sigma) * v
+        if callback is not None:
+            callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "velocity": v, "history": past})
+    return x

@@ -53,6 +53,8 @@ SAMPLING_PRESETS = {
     "release-4step": {"steps": 4, "shift": 7.0, "guidance": 1.0},
     "release-50step": {"steps": 50, "shift": 5.0, "guidance": 1.0},
     "wan-cfg": {"steps": 50, "shift": 5.0, "guidance": 5.0},
+    # Yume-I2V-540P as released (with its negative prompt, see yume.session_i2v).
+    "yume-i2v": {"steps": 50, "shift": 3.0, "guidance": 5.0},
 }
 
 
@@ -96,6 +98,14 @@ def load_image(path_or_array, height: int, width: int) -> torch.Tensor:
 
 class WorldSession:
     """A world that goes on for as long as `step` is called; each chunk sees all it made before as history."""
+
+    def __new__(cls, world: WorldModel, *args, **kwargs):
+        # A Yume-I2V-540P model (CLIP branch) needs its own conditioning: same API, see yume.session_i2v.
+        if cls is WorldSession and world.dit.config.image_dim:
+            from yume.session_i2v import I2VWorldSession
+
+            return super().__new__(I2VWorldSession)
+        return super().__new__(cls)
 
     def __init__(self, world: WorldModel, prompt: str = "", *, image=None, config: SessionConfig | None = None):
         self.world = world

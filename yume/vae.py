@@ -46,8 +46,21 @@ _WAN22_STRUCTURE = dict(
     scale_factor_spatial=16,
 )
 
+# The Wan2.1 VAE (16 channels, stride 4×8×8) of Wan2.1-I2V-14B and Yume-I2V-540P: diffusers' default config, whose
+# latent statistics are those of Wan2.1 `wan/modules/vae.py` (`WanVAE.__init__`).
+_WAN21_STRUCTURE = dict(
+    z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True],
+    dropout=0.0, is_residual=False, in_channels=3, out_channels=3, patch_size=None, scale_factor_temporal=4,
+    scale_factor_spatial=8,
+)
+WAN21_FILE = "Wan2.1_VAE.pth"
+
 # `AutoencoderKLWan` keyword arguments (= a diffusers `vae/config.json`) by preset name.
 VAE_CONFIGS: dict[str, dict] = {
+    "wan2.1": dict(_WAN21_STRUCTURE, base_dim=96),
+    "tiny-wan2.1": dict(_WAN21_STRUCTURE, base_dim=8,
+                        latents_mean=[round(0.1 * math.sin(i), 4) for i in range(16)],
+                        latents_std=[round(1.0 + 0.5 * math.cos(i), 4) for i in range(16)]),
     "wan2.2": dict(_WAN22_STRUCTURE, base_dim=160, decoder_base_dim=256,
                    latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD),
     # Same structure at CPU size; fixed non-trivial stats so that tests see the normalisation.
@@ -167,7 +180,7 @@ def _resolve_path(path: Path) -> Path:
     if path.is_file():
         return path
     # A model directory (Yume, Wan) also has a config.json + safetensors at its top: those of the DiT.
-    for candidate in (path / ORIGINAL_FILE, path / "vae"):
+    for candidate in (path / ORIGINAL_FILE, path / WAN21_FILE, path / "vae"):
         if candidate.exists():
             return _resolve_path(candidate)
     if (path / "config.json").is_file() and any(path.glob("*.safetensors")):
@@ -218,8 +231,14 @@ class WanVAE:
             for file in sorted(source.glob("*.safetensors")):
                 weights.update(_read_weights(file))
         else:
-            config = vae_config(config or "wan2.2")
+            config = vae_config(config or ("wan2.1" if source.name == WAN21_FILE else "wan2.2"))
             weights = _read_weights(source)
+            if not config["is_residual"] and "post_quant_conv.weight" not in weights:
+                from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+                weights = convert_wan_vae_to_diffusers(weights)  # Wan2.1 names -> diffusers, by diffusers' converter
+                if "encoder.conv_in.weight" in weights:
+                    config["base_dim"] = weights["encoder.conv_in.weight"].shape[0]  # the file says its width
         with torch.device("meta"):
             model = AutoencoderKLWan(**config)
         expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -370,7 +389,7 @@ class StreamDecoder:
         else:
             out = self._decode_frames(x, "full")
         self.latents_decoded += latents.shape[2]
-        return unpatchify(out, model.config.patch_size).clamp(-1.0, 1.0).float()
+        return unpatchify(out, model.config.patch_size or 1).clamp(-1.0, 1.0).float()
 
     def _decode_frames(self, x: torch.Tensor, cache_key: str) -> torch.Tensor:
         """Post-quant latents [B,C,F,h,w] of one tile -> patchified frames [B,12,T,8h,8w], latent by latent."""
@@ -385,7 +404,7 @@ class StreamDecoder:
         # The tiling of diffusers' `tiled_decode`, each tile with its own persistent cache.
         model = self.vae.model
         h, w = x.shape[-2:]
-        up = self.vae.spatial_stride // model.config.patch_size  # patchified pixels per latent pixel
+        up = self.vae.spatial_stride // (model.config.patch_size or 1)  # patchified pixels per latent pixel
         blend, keep = (tile - stride) * up, stride * up
         rows = []
         for i in range(0, h, stride):

@@ -21,8 +21,25 @@ DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.floa
 BUILTIN = {
     # text_len 128: the tiny tokenizer splits a caption into ~60 tokens; 32 would cut the event off.
     "tiny-random": {"dit": "tiny", "text_len": 128, "vae": "tiny", "text": "tiny", "resolution": (128, 128), "seed": 0},
+    # The Yume-I2V-540P structure (Wan2.1 VAE, CLIP branch, 36 channels) at CPU size; needs an image or a video.
+    "tiny-i2v-random": {"dit": "tiny-i2v", "text_len": 128, "vae": "tiny-wan2.1", "text": "tiny", "clip": "tiny",
+                        "resolution": (64, 64), "seed": 0},
 }
 DEFAULT_MODEL = "tiny-random"
+
+
+def is_i2v_model(model: str | Path | None) -> bool:
+    """Whether a built-in name or model directory is an image-to-video model (Yume-I2V-540P), from headers only."""
+    model = model or DEFAULT_MODEL
+    if str(model) in BUILTIN:
+        return "clip" in BUILTIN[str(model)]
+    from yume.models.weights import CheckpointError, find_dit_files, read_shapes
+
+    try:
+        keys = read_shapes(find_dit_files(model)[0])
+    except CheckpointError:
+        return False  # loading will say what is wrong
+    return "img_emb.proj.0.weight" in keys or "condition_embedder.image_embedder.norm1.weight" in keys
 
 
 def parse_dtype(name) -> torch.dtype:
@@ -56,6 +73,7 @@ class WorldModel:
     cache: EmbeddingCache | None = None
     offload: bool = False
     info: dict = field(default_factory=dict)
+    image_encoder: object | None = None  # CLIPImageEncoder of an I2V model (Yume-I2V-540P), else None
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +112,11 @@ class WorldModel:
     @classmethod
     def _builtin(cls, name: str, device: str, dtype: torch.dtype) -> WorldModel:
         spec = BUILTIN[name]
-        dit = YumeTransformer.from_config(model_config(spec["dit"]).replace(text_len=spec["text_len"]), seed=spec["seed"])
+        dit_config = model_config(spec["dit"]).replace(text_len=spec["text_len"])
+        dit_class = YumeTransformer
+        if dit_config.image_dim:
+            from yume.models.i2v import YumeI2VTransformer as dit_class
+        dit = dit_class.from_config(dit_config, seed=spec["seed"])
         # Random weights give a zero head (Wan init); give it a small random output so the video moves.
         with torch.no_grad():
             g = torch.Generator().manual_seed(spec["seed"])
@@ -103,7 +125,12 @@ class WorldModel:
         vae = WanVAE.from_config(spec["vae"], seed=spec["seed"], device=device)
         text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
                                        text_len=dit.config.text_len, device="cpu")  # fmt: skip
-        return cls(dit, vae, text, name, spec["resolution"], info={"builtin": True})
+        world = cls(dit, vae, text, name, spec["resolution"], info={"builtin": True})
+        if "clip" in spec:
+            from yume.models.clip import CLIPImageEncoder
+
+            world.image_encoder = CLIPImageEncoder.from_config(spec["clip"], seed=spec["seed"])
+        return world
 
     @classmethod
     def _from_directory(cls, path: Path, device: str, dtype: torch.dtype, offload: bool) -> WorldModel:
@@ -117,7 +144,15 @@ class WorldModel:
         vae = WanVAE.from_pretrained(path, dtype=torch.float32, device=device)
         text_device = "cpu" if offload or device == "cpu" else device
         text = TextEncoder.from_pretrained(path, dtype=torch.bfloat16, device=text_device, text_len=dit.config.text_len)
-        return cls(dit, vae, text, str(path), info={"builtin": False})
+        world = cls(dit, vae, text, str(path), info={"builtin": False})
+        if dit.config.image_dim:
+            from yume.models.clip import CLIPImageEncoder
+
+            # Yume-I2V-540P: CLIP on the text encoder's device; it runs once per session.
+            world.image_encoder = CLIPImageEncoder.from_pretrained(path, dtype=torch.float32 if text_device == "cpu" else dtype,
+                                                                   device=text_device)  # fmt: skip
+            world.default_resolution = (544, 960)
+        return world
 
     def encode_texts(self, texts: list[str]) -> list[torch.Tensor]:
         """Embeddings [L_i, D] on the DiT's device, through the cache when there is one."""

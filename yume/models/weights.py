@@ -36,6 +36,14 @@ _ORIGINAL_TO_DIFFUSERS = [
     (r"^blocks\.(\d+)\.norm3\.", r"blocks.\1.norm2."),
     (r"^blocks\.(\d+)\.ffn\.0\.", r"blocks.\1.ffn.net.0.proj."),
     (r"^blocks\.(\d+)\.ffn\.2\.", r"blocks.\1.ffn.net.2."),
+    # Wan2.1-I2V image branch (yume.models.i2v).
+    (r"^blocks\.(\d+)\.cross_attn\.k_img\.", r"blocks.\1.attn2.add_k_proj."),
+    (r"^blocks\.(\d+)\.cross_attn\.v_img\.", r"blocks.\1.attn2.add_v_proj."),
+    (r"^blocks\.(\d+)\.cross_attn\.norm_k_img\.", r"blocks.\1.attn2.norm_added_k."),
+    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
+    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
+    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
+    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
 ]
 _DIFFUSERS_TO_ORIGINAL = [
     (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
@@ -55,6 +63,13 @@ _DIFFUSERS_TO_ORIGINAL = [
     (r"^blocks\.(\d+)\.norm2\.", r"blocks.\1.norm3."),
     (r"^blocks\.(\d+)\.ffn\.net\.0\.proj\.", r"blocks.\1.ffn.0."),
     (r"^blocks\.(\d+)\.ffn\.net\.2\.", r"blocks.\1.ffn.2."),
+    (r"^blocks\.(\d+)\.attn2\.add_k_proj\.", r"blocks.\1.cross_attn.k_img."),
+    (r"^blocks\.(\d+)\.attn2\.add_v_proj\.", r"blocks.\1.cross_attn.v_img."),
+    (r"^blocks\.(\d+)\.attn2\.norm_added_k\.", r"blocks.\1.cross_attn.norm_k_img."),
+    (r"^condition_embedder\.image_embedder\.norm1\.", "img_emb.proj.0."),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.0\.proj\.", "img_emb.proj.1."),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.2\.", "img_emb.proj.3."),
+    (r"^condition_embedder\.image_embedder\.norm2\.", "img_emb.proj.4."),
 ]
 _COMPILED = {
     "to_diffusers": [(re.compile(a), b) for a, b in _ORIGINAL_TO_DIFFUSERS],
@@ -99,6 +114,8 @@ def find_dit_files(path) -> tuple[list[Path], Path | None]:
         return [path], _config_beside(path.parent)
     if (path / "transformer").is_dir() and not any(path.glob("*.safetensors")):
         path = path / "transformer"
+    if (path / "Yume-Dit").is_dir() and not any(path.glob("*.safetensors")):
+        path = path / "Yume-Dit"  # the Yume-I2V-540P release keeps its sharded DiT there
     index = sorted(path.glob("*.safetensors.index.json"))
     if index:
         return _shards_from_index(index[0]), _config_beside(path)
@@ -156,6 +173,7 @@ def config_from_json(path: Path) -> dict:
             "qk_norm": d.get("qk_norm") is not None,
             "cross_attn_norm": d.get("cross_attn_norm", True),
             **{k: d[k] for k in ("text_len", "memory_dim", "history_embeddings") if k in d},
+            **({"image_dim": d["image_dim"], "model_type": "i2v"} if d.get("image_dim") else {}),
         }
     return d
 
@@ -177,6 +195,10 @@ def infer_config(shapes: dict[str, tuple], base: dict | None = None) -> ModelCon
     d.setdefault("history_embeddings", "patch_embedding_2x.weight" in shapes)
     if "num_heads" not in d:
         d["num_heads"] = dim // 128 if dim % 128 == 0 else max(1, dim // 64)
+    image = shapes.get("img_emb.proj.0.weight")
+    if image is not None:
+        d.setdefault("image_dim", image[0])
+        d["model_type"] = "i2v"
     memory = shapes.get("blocks.0.memory.down.weight")
     if memory is not None:
         d.setdefault("memory_dim", memory[0])
@@ -247,6 +269,8 @@ def load_transformer(path, *, dtype=torch.bfloat16, device="cpu", config=None):
         cfg = infer_config(shapes, base)
     else:
         cfg = model_config(config)
+    if cfg.image_dim:
+        from yume.models.i2v import YumeI2VTransformer as YumeTransformer  # Wan2.1-I2V: CLIP branch, 36 channels
     with torch.device("meta"):
         model = YumeTransformer(cfg)
     check_state_shapes(model, shapes, source=files[0] if len(files) == 1 else files[0].parent, cfg=cfg)
@@ -309,6 +333,7 @@ def diffusers_config(cfg: ModelConfig) -> dict:
         "text_len": cfg.text_len,
         "history_embeddings": cfg.history_embeddings,
         "memory_dim": cfg.memory_dim,
+        **({"image_dim": cfg.image_dim, "added_kv_proj_dim": cfg.dim} if cfg.image_dim else {}),
     }
 
 
