@@ -13,6 +13,7 @@ SUBCOMMANDS = [
     "yume.bench.cli:add_bench_parser",
     "yume.train.cli:add_parsers",
     "yume.server.cli:add_serve_parser",
+    "yume.eval.cli:add_eval_parser",
 ]
 
 

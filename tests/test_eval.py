@@ -1,0 +1,226 @@
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from yume.actions import MOVES, ROTATIONS, Action
+from yume.eval import (
+    Chunk,
+    ModelPaths,
+    MotionConfig,
+    chunk_windows,
+    estimate_chunk,
+    load_benchmark,
+    markdown,
+    quality_metrics,
+    run_cases,
+    score_dir,
+    score_video,
+    write_reports,
+)  # fmt: skip
+from yume.eval.cli import add_eval_parser
+from yume.eval.motion import quantise_move, quantise_rotation
+from yume.eval.validate import format_validation, per_class, validate_if
+from yume.sim import Camera, World, render_clip
+from yume.video import VideoWriter
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=1)
+
+
+@pytest.mark.parametrize("move,rotate", [("W", ""), ("S", ""), ("A", ""), ("D", ""), ("", ""), ("", "→"),
+                                         ("", "←"), ("", "↑"), ("", "↓"), ("W", "→")])  # fmt: skip
+def test_estimator_reads_easy_clips_exactly(world, move, rotate):
+    frames, _ = render_clip(world, [Action(move, rotate)], 12, 96, 96, camera=Camera(x=-1, z=5, yaw=10), supersample=1)
+    est = estimate_chunk(frames)
+    assert (est.move, est.rotate) == (move, rotate)
+
+
+def test_estimator_reports_turn_rate_in_degrees_per_frame(world):
+    frames, _ = render_clip(world, [Action("", "→")], 10, 96, 96, turn_speed=2.0, supersample=1)
+    est = estimate_chunk(frames, MotionConfig(fov_deg=70.0))
+    assert est.yaw == pytest.approx(2.0, abs=0.2) and abs(est.pitch) < 0.2
+
+
+def test_quantisers_cover_the_vocabulary():
+    assert [quantise_move(np.sin(np.radians(a)), np.cos(np.radians(a))) for a in range(0, 360, 45)] == [
+        "W", "W+D", "D", "S+D", "S", "S+A", "A", "W+A"]  # fmt: skip
+    assert quantise_move(0.3, 1.0) == "W"  # 17 degrees off forward is still forward
+    assert quantise_rotation(1.0, -1.0, 0.5) == "↓→" and quantise_rotation(0.2, 0.6, 0.5) == "↑"
+    assert quantise_rotation(0.1, -0.1, 0.5) == ""
+    grid = [-1.0, 0.0, 1.0]
+    assert {quantise_rotation(y, p, 0.5) for y in grid for p in grid} == set(ROTATIONS)
+    assert {quantise_move(np.sin(a), np.cos(a)) for a in np.radians(np.arange(0, 360, 10))} == set(MOVES) - {""}
+
+
+def test_chunk_windows_overlap_one_frame_and_check_counts():
+    assert chunk_windows(9, [4, 4]) == [(0, 5), (4, 9)]  # frame 0 is the start image
+    assert chunk_windows(8, [4, 4]) == [(0, 4), (3, 8)]
+    with pytest.raises(ValueError, match="add up to 7 but the video has 10 frames"):
+        chunk_windows(10, [3, 4])
+
+
+def test_proxies_on_a_static_video_are_perfectly_consistent_and_smooth(world):
+    frame, _ = render_clip(world, [], 1, 64, 64, supersample=1)
+    m = quality_metrics(np.repeat(frame, 5, axis=0))
+    assert m["subject_consistency"]["score"] == pytest.approx(1.0)
+    assert m["background_consistency"]["score"] == pytest.approx(1.0)
+    assert m["motion_smoothness"]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert {v["method"].split(":")[0] for v in m.values()} == {"proxy"}
+
+
+def test_imaging_proxy_prefers_sharp_over_blurred(world):
+    import cv2
+
+    frame, _ = render_clip(world, [], 1, 96, 96, supersample=1)
+    blurred = cv2.GaussianBlur(frame[0], (0, 0), 2.0)[None]
+    sharp_q, blur_q = (quality_metrics(f)["imaging_quality"]["score"] for f in (frame, blurred))
+    assert sharp_q > blur_q + 0.1
+
+
+def test_vbench_hooks_load_transformers_models_from_local_folders(tmp_path):
+    import torch
+    from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    vit = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
+               patch_size=16)  # fmt: skip
+    ViTModel(ViTConfig(**vit)).save_pretrained(tmp_path / "dino")
+    clip = CLIPConfig(text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=64, vocab_size=100),
+                      vision_config=vit, projection_dim=8)  # fmt: skip
+    CLIPModel(clip).save_pretrained(tmp_path / "clip")
+    torch.save({"weight": torch.ones(1, 8), "bias": torch.zeros(1)}, tmp_path / "head.pth")
+    frames = np.random.default_rng(0).integers(0, 255, (3, 40, 48, 3), dtype=np.uint8)
+    paths = ModelPaths(dino=str(tmp_path / "dino"), clip_b32=str(tmp_path / "clip"), clip_l14=str(tmp_path / "clip"),
+                       aesthetic_head=str(tmp_path / "head.pth"))  # fmt: skip
+    m = quality_metrics(frames, paths)
+    assert m["subject_consistency"]["method"] == "vbench:dino"
+    assert m["background_consistency"]["method"] == "vbench:clip"
+    assert m["aesthetic_quality"]["method"] == "vbench:clip-l14+laion"
+    assert m["motion_smoothness"]["method"].startswith("proxy:")
+    assert 0.0 <= m["subject_consistency"]["score"] <= 1.0
+    with pytest.raises(FileNotFoundError, match="dino weights not found at /nope"):
+        ModelPaths(dino="/nope")
+
+
+def _write_mp4(path, frames, fps=16):
+    with VideoWriter(path, fps=fps, crf=12) as out:
+        out.write(frames)
+
+
+def test_score_dir_reads_sidecars_and_writes_reports(world, tmp_path):
+    actions = [Action("W", ""), Action("", "←")]
+    frames, _ = render_clip(world, actions, 10, 96, 96, camera=Camera(x=-1, z=5, yaw=10), supersample=1)
+    _write_mp4(tmp_path / "clip.mp4", frames)
+    sidecar = {"chunks": [{"frames": 10, "action": "W"}, {"frames": 10, "move": "", "rotate": "←", "event": "rain"}]}
+    (tmp_path / "clip.json").write_text(json.dumps(sidecar))
+    (tmp_path / "orphan.mp4").write_bytes(b"")  # no sidecar: skipped
+    results = score_dir(tmp_path)
+    assert [r["name"] for r in results] == [f"{tmp_path.name}/clip.mp4"]
+    r = results[0]
+    assert r["frames"] == 21 and r["if"]["both"] == 1.0
+    assert [c["estimated"] for c in r["chunks"]] == ["W", "←"] and r["chunks"][1]["event"] == "rain"
+    write_reports(results, tmp_path / "out.json", tmp_path / "out.md")
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["summary"]["if_both"] == 1.0
+    assert saved["summary"]["methods"]["imaging_quality"] == ["proxy:sharpness-over-noise"]
+    md = (tmp_path / "out.md").read_text()
+    assert md.startswith("| case | IF move | IF rot | IF both |") and "**mean**" in md
+
+
+def test_score_video_rejects_bad_sidecar_action(tmp_path):
+    from yume.eval import parse_chunks
+
+    with pytest.raises(ValueError, match="clip.json chunk 1: unknown action part 'Q'"):
+        parse_chunks([{"frames": 4, "action": "W"}, {"frames": 4, "action": "Q"}], "clip.json")
+
+
+def test_benchmark_file_json_and_toml(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps({
+        "defaults": {"height": 96, "width": 96, "frames_per_chunk": 8},
+        "cases": [{"id": "walk", "prompt": "a street", "actions": ["W*2", "→"], "events": {"2": "rain starts"}}],
+    }))  # fmt: skip
+    (tmp_path / "b.toml").write_text('[[cases]]\nid = "turn"\nimage = "start.png"\nactions = "W+D ↑"\n')
+    (case,) = load_benchmark(tmp_path / "b.json")
+    assert case.actions == [Action("W"), Action("W"), Action("", "→")] and case.height == 96
+    assert [c.event for c in case.chunks()] == [None, None, "rain starts"]
+    (case,) = load_benchmark(tmp_path / "b.toml")
+    assert case.image == str(tmp_path / "start.png") and case.actions == [Action("W+D"), Action("", "↑")]
+    (tmp_path / "bad.json").write_text(json.dumps({"cases": [{"id": "x", "prompt": "p", "actions": ["W"], "fps": 3}]}))
+    with pytest.raises(ValueError, match=r"unknown fields \['fps'\]"):
+        load_benchmark(tmp_path / "bad.json")
+
+
+def test_run_cases_scores_a_generator(world, tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps({"cases": [
+        {"id": "sim", "prompt": "street", "actions": ["W", "↓"], "height": 96, "width": 96, "frames_per_chunk": 10}]}))
+
+    def generate(case):
+        frames, _ = render_clip(world, case.actions, case.frames_per_chunk, case.height, case.width,
+                                camera=Camera(x=-1, z=5, yaw=10), supersample=1)
+        return frames, [case.frames_per_chunk] * len(case.actions)
+
+    (r,) = run_cases(load_benchmark(tmp_path / "b.json"), generate)
+    assert r["name"] == "sim" and r["if"]["both"] == 1.0 and r["generate_seconds"] > 0
+    assert "| sim |" in markdown([r])
+
+
+def test_score_video_accepts_frames(world):
+    frames, _ = render_clip(world, [Action("D")], 10, 96, 96, camera=Camera(x=-1, z=5, yaw=10), supersample=1)
+    r = score_video(frames, [Chunk(10, Action("D"))])
+    assert r["if"]["movement"] == 1.0 and r["name"] == "video"
+    with pytest.raises(ValueError, match="frames must be uint8"):
+        score_video(frames.astype(np.float32), [Chunk(10, Action("D"))])
+
+
+def test_validation_tallies_per_class_and_confusions():
+    clips = [("W", "", "W", ""), ("W", "→", "W+A", "→"), ("", "→", "", "→"), ("", "", "", "↑")]
+    acc = per_class(clips)
+    assert acc["movement"] == {"": 1.0, "W": 0.5} and acc["rotation"] == {"": 0.5, "→": 1.0}
+    assert acc["overall"] == {"movement": 0.75, "rotation": 0.75, "both": 0.5}
+    text = format_validation({"clips": clips, "seconds": 1.0})
+    assert "overall: movement 0.750, rotation 0.750, both 0.500" in text
+    assert "W→W+A [move] ×1, ·→↑ [rotate] ×1" in text
+
+
+def test_validate_if_renders_and_estimates_each_combination():
+    report = validate_if(combos=[("", ""), ("", "←")], height=96, width=96, frames=10)
+    assert [c[:2] for c in report["clips"]] == [("", ""), ("", "←")]
+    assert report["clips"][1][3] == "←"
+
+
+def test_cli_parses_score_and_validate():
+    parser = argparse.ArgumentParser(prog="yume")
+    add_eval_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "score", "clips/", "--json", "o.json", "--md", "o.md", "--fov", "60"])
+    assert (args.video, args.json, args.md, args.fov, args.dino) == ("clips/", "o.json", "o.md", 60.0, None)
+    args = parser.parse_args(["eval", "validate-if", "--repeats", "2"])
+    assert args.repeats == 2 and callable(args.func)
+
+
+def test_eval_run_generates_each_case_with_a_model_and_scores_it(tmp_path, capsys, monkeypatch):
+    from yume.cli import main
+
+    monkeypatch.setenv("YUME_CACHE", str(tmp_path / "cache"))
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({
+        "defaults": {"height": 64, "width": 64},
+        "cases": [{"id": "walk", "prompt": "A street.", "actions": ["W", "→"], "events": {"1": "Rain starts."}}],
+    }))  # fmt: skip
+    out = tmp_path / "results.json"
+    code = main(["eval", "run", str(bench), "--model", "tiny-random", "--steps", "1", "--json", str(out),
+                 "--videos", str(tmp_path / "videos")])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert "walk" in capsys.readouterr().out
+    assert (tmp_path / "videos" / "walk.mp4").is_file()
+    sidecar = json.loads((tmp_path / "videos" / "walk.json").read_text())
+    assert [c["action"] for c in sidecar["chunks"]] == ["W", "→"] and sidecar["chunks"][1]["event"] == "Rain starts."
+    assert [c["frames"] for c in sidecar["chunks"]] == [29, 32]
+    [case] = result["results"]
+    assert case["name"] == "walk" and set(case["if"]) >= {"movement", "rotation", "both"}
+    assert case["generate_seconds"] > 0 and 0.0 <= result["summary"]["if_both"] <= 1.0

@@ -1,0 +1,90 @@
+"""The `yume eval` command line: `run` a benchmark with a model, `score` existing videos, `validate-if`."""
+
+from __future__ import annotations
+
+import argparse
+
+from yume.eval.metrics import ModelPaths
+from yume.eval.motion import MotionConfig
+
+
+def _models(args: argparse.Namespace) -> ModelPaths:
+    return ModelPaths(dino=args.dino, clip_b32=args.clip_b32, clip_l14=args.clip_l14,
+                      aesthetic_head=args.aesthetic_head)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from yume.eval.score import markdown, score_dir, write_reports
+
+    results = score_dir(args.video, MotionConfig(fov_deg=args.fov), _models(args))
+    write_reports(results, args.json, args.md)
+    print(markdown(results), end="")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from yume.eval.run import session_generator
+    from yume.eval.score import load_benchmark, markdown, run_cases, write_reports
+    from yume.world import WorldModel
+
+    cases = load_benchmark(args.benchmark)
+    world = WorldModel.load(args.model, device=args.device, dtype=args.dtype)
+    generate = session_generator(world, steps=args.steps, history=args.history, out_dir=args.videos)
+    results = run_cases(cases, generate, MotionConfig(fov_deg=args.fov), _models(args))
+    write_reports(results, args.json, args.md)
+    print(markdown(results), end="")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from yume.eval.validate import format_validation, validate_if
+
+    report = validate_if(repeats=args.repeats, height=args.height, width=args.width, frames=args.frames,
+                         seed=args.seed)
+    print(format_validation(report), end="")
+    return 0
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    """The --fov and VBench model-path options shared by scoring commands."""
+    parser.add_argument("--fov", type=float, default=70.0, help="assumed horizontal field of view, degrees")
+    g = parser.add_argument_group("VBench models (local transformers folders; unset = weight-free proxy)")
+    g.add_argument("--dino", help="facebook/dino-vitb16 folder: subject consistency")
+    g.add_argument("--clip-b32", help="openai/clip-vit-base-patch32 folder: background consistency")
+    g.add_argument("--clip-l14", help="openai/clip-vit-large-patch14 folder: aesthetic quality (with --aesthetic-head)")
+    g.add_argument("--aesthetic-head", help="LAION aesthetic linear head .pth (sa_0_4_vit_l_14_linear.pth)")
+
+
+def add_eval_parser(subparsers) -> argparse._SubParsersAction:
+    """Add `eval score`, `eval run` and `eval validate-if` (each sets `func(args) -> exit code`); returns eval's subparsers."""
+    parser = subparsers.add_parser("eval", help="offline evaluation: IF and VBench-style metrics")
+    sub = parser.add_subparsers(dest="eval_command", required=True)
+
+    score = sub.add_parser("score", help="score videos that have JSON sidecars (clip.mp4 + clip.json)")
+    score.add_argument("video", help="a video file or a folder searched recursively")
+    score.add_argument("--json", help="write the results and summary here")
+    score.add_argument("--md", help="write the markdown table here")
+    add_model_args(score)
+    score.set_defaults(func=_score)
+
+    run = sub.add_parser("run", help="generate each case of a benchmark file with a model, then score it")
+    run.add_argument("benchmark", help="benchmark definition (.json or .toml; see docs/eval.md)")
+    run.add_argument("--model", help="model directory or built-in name (default: the built-in model)")
+    run.add_argument("--steps", type=int, help="denoising steps per chunk (default: the model's recipe)")
+    run.add_argument("--history", default="release", choices=["release", "full", "tscm"])
+    run.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    run.add_argument("--dtype", choices=["bf16", "fp16", "fp32"])
+    run.add_argument("--videos", help="also write each case as VIDEOS/<id>.mp4 + <id>.json")
+    run.add_argument("--json", help="write the results and summary here")
+    run.add_argument("--md", help="write the markdown table here")
+    add_model_args(run)
+    run.set_defaults(func=_run)
+
+    val = sub.add_parser("validate-if", help="check the IF estimator on rendered clips with known camera motion")
+    val.add_argument("--repeats", type=int, default=1, help="clips per (movement, rotation) combination")
+    val.add_argument("--height", type=int, default=128)
+    val.add_argument("--width", type=int, default=128)
+    val.add_argument("--frames", type=int, default=16, help="frames per clip")
+    val.add_argument("--seed", type=int, default=0)
+    val.set_defaults(func=_validate)
+    return sub
