@@ -16,8 +16,8 @@ from torch import nn
 
 from yume.config import ModelConfig, model_config
 from yume.models import history as hist
-from yume.models.layers import RMSNorm, attention, grid_positions, rope_angles, timestep_embedding
-from yume.models.wan import CrossAttention, Modulation, YumeTransformer
+from yume.models.layers import RMSNorm, attention, grid_positions
+from yume.models.wan import CrossAttention, YumeTransformer
 
 # Latents at the base patch at the end of the sequence; only these go through the head.
 WINDOW = 9
@@ -138,44 +138,22 @@ class YumeI2VTransformer(YumeTransformer):
         tokens = self.patch_embedding(window.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         n_window_tokens = tokens.shape[1]
         if packed.shape[2]:
-            policy = policy or self.history_policy
-            if policy not in ("release", "full"):
+            if (policy or self.history_policy) not in ("release", "full"):
                 raise ValueError(f"history policy {policy!r} is not available for the I2V model; use 'release' or 'full'")
-            plan = hist.history_plan(policy, packed.shape[2])
-            convs = self.history_convs()
-            missing = {n for s in plan for n in s.embeds} - convs.keys()
-            if missing:
-                raise ValueError(
-                    f"history policy {policy!r} needs {sorted(missing)}, which this model lacks (a plain Wan2.1 "
-                    "checkpoint?): use policy='full' or load the Yume-I2V-540P checkpoint"
-                )
-            hist_pos, offset = hist.plan_positions(plan, convs, h, w, device=device)
-            tokens = torch.cat([hist.embed_plan(packed, plan, convs), tokens], dim=1)
+            packed_tokens, hist_pos, offset = self.pack_history(packed, policy, h, w)
+            tokens = torch.cat([packed_tokens, tokens], dim=1)
             positions = torch.cat([hist_pos, grid_positions(*grid, offset, device=device)])
         else:
             positions = grid_positions(*grid, device=device)
 
+        # One σ per sample: the history is re-noised with the chunk, so all tokens share it.
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=device)
         sigma = sigma.expand(b) if sigma.ndim == 0 else sigma
         if sigma.shape != (b,):
             raise ValueError(f"timesteps of shape {tuple(sigma.shape)}: the I2V model takes one σ per sample, [{b}]")
-        levels, index = torch.unique(sigma, return_inverse=True)
-        index = index[:, None].expand(b, tokens.shape[1])
-        t_dtype = self.time_embedding[0].weight.dtype
-        e = self.time_embedding(timestep_embedding(levels, cfg.freq_dim).to(t_dtype)).float()  # [U, dim]
-        e0 = self.time_projection(e.to(t_dtype)).float().unflatten(1, (6, cfg.dim))  # [U, 6, dim]
-
-        angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
-        rope = (angles.cos(), angles.sin())
         ctx = self.embed_context(context, b)
         ctx = torch.cat([self.img_emb(image.to(device)).to(ctx.dtype), ctx], dim=1)  # [B, 257 + text_len, dim]
-        xs = tokens.float()
-        block_mod = Modulation(e0, index)
-        for block in self.blocks:
-            xs = block(xs, block_mod, ctx, rope)
-
-        xs = xs[:, -n_window_tokens:]
-        out = self.head(xs, Modulation(e[:, None], index[:, -n_window_tokens:]))
+        out = self.run_blocks(tokens, sigma[:, None].expand(b, tokens.shape[1]), positions, ctx, n_window_tokens)
         return self.unpatchify(out, grid)[:, :, -f:]
 
     def num_history_tokens(self, num_frames: int, height: int, width: int, policy=None, chunk_latents: int = 8) -> int:

@@ -268,48 +268,52 @@ class YumeTransformer(nn.Module):
         chunk = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         sigma_tokens = self._chunk_sigma(sigma, b, grid).to(device)
         memory = None
-
         if history is not None and history.shape[2] > 0:
             if history.shape[0] != b or history.shape[1] != cfg.in_dim or history.shape[3:] != x.shape[3:]:
                 raise ValueError(f"history latents {tuple(history.shape)} do not match the chunk {tuple(x.shape)}")
-            policy = policy or self.history_policy
-            plan = hist.history_plan(policy, history.shape[2])
-            convs = self.history_convs(policy)
-            missing = {n for s in plan for n in s.embeds} - convs.keys()
-            if missing:
-                raise ValueError(
-                    f"history policy {policy!r} needs {sorted(missing)}, which this model "
-                    "lacks (a plain Wan2.2 checkpoint?): use policy='full' or 'tscm', or load a Yume checkpoint"
-                )
             if cfg.memory_dim:
                 memory = tscm.Memory(tscm.memory_tokens(history, self.memory_embedding), chunk.shape[1])
-            tokens = hist.embed_plan(history, plan, convs)
-            hist_pos, offset = hist.plan_positions(plan, convs, h, w, device=device)
-            tokens = torch.cat([tokens, chunk], dim=1)
+            hist_tokens, hist_pos, offset = self.pack_history(history, policy, h, w)
+            tokens = torch.cat([hist_tokens, chunk], dim=1)
             positions = torch.cat([hist_pos, grid_positions(*grid, offset, device=device)])
             sigma_tokens = torch.cat([sigma_tokens.new_zeros(b, hist_pos.shape[0]), sigma_tokens], dim=1)
         else:
             tokens = chunk
             positions = grid_positions(*grid, device=device)
-        n_chunk = chunk.shape[1]
+        out = self.run_blocks(tokens, sigma_tokens, positions, self.embed_context(context, b), chunk.shape[1], memory)
+        return self.unpatchify(out, grid)
 
+    def pack_history(self, history: torch.Tensor, policy, height: int, width: int):
+        """Tokens [B, L_h, dim] and RoPE positions [L_h, 3] of history latents under a policy, and the frame index
+        where the chunk starts."""
+        policy = policy or self.history_policy
+        plan = hist.history_plan(policy, history.shape[2])
+        convs = self.history_convs(policy)
+        missing = {n for s in plan for n in s.embeds} - convs.keys()
+        if missing:
+            raise ValueError(
+                f"history policy {policy!r} needs {sorted(missing)}, which this model lacks (a plain Wan checkpoint "
+                "without Yume's history embeddings?): use policy='full', or load a Yume checkpoint"
+            )
+        positions, offset = hist.plan_positions(plan, convs, height, width, device=history.device)
+        return hist.embed_plan(history, plan, convs), positions, offset
+
+    def run_blocks(self, tokens, sigma_tokens, positions, context, n_out: int, memory=None) -> torch.Tensor:
+        """The blocks and head over a token sequence [B, L, dim] with per-token σ [B, L]; returns the head's output
+        [B, n_out, C·p·p] for the last `n_out` tokens."""
+        cfg = self.config
         # Time embedding once per distinct σ, gathered per token (see Modulation).
         levels, index = torch.unique(sigma_tokens, return_inverse=True)
         t_dtype = self.time_embedding[0].weight.dtype
         e = self.time_embedding(timestep_embedding(levels, cfg.freq_dim).to(t_dtype)).float()  # [U, dim]
         e0 = self.time_projection(e.to(t_dtype)).float().unflatten(1, (6, cfg.dim))  # [U, 6, dim]
-
         angles = rope_angles(positions, cfg.head_dim, cfg.rope_theta)
         rope = (angles.cos(), angles.sin())
-        ctx = self.embed_context(context, b)
         xs = tokens.float()
         block_mod = Modulation(e0, index)
         for block in self.blocks:
-            xs = block(xs, block_mod, ctx, rope, memory)
-
-        xs = xs[:, -n_chunk:]
-        out = self.head(xs, Modulation(e[:, None], index[:, -n_chunk:]))  # [B, L_chunk, C·p·p]
-        return self.unpatchify(out, grid)
+            xs = block(xs, block_mod, context, rope, memory)
+        return self.head(xs[:, -n_out:], Modulation(e[:, None], index[:, -n_out:]))
 
     def unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """[B, f·h·w, pt·ph·pw·C] -> [B, C, f·pt, h·ph, w·pw]."""
