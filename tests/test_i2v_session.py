@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import shutil
 
@@ -47,12 +48,40 @@ def test_video_to_world_continues_the_newest_1_plus_4k_frames(world):
     assert session.step("S").frames.shape == (8, 64, 64, 3)
 
 
-def test_i2v_session_needs_an_image_or_a_video_and_cannot_be_saved(world, tmp_path):
+def test_i2v_session_needs_an_image_or_a_video(world):
     with pytest.raises(ValueError, match="exactly one of image= or video="):
         WorldSession(world, "text only", config=FAST)
+
+
+@pytest.mark.parametrize("start", ["image", "video"])
+def test_i2v_save_and_resume_give_the_same_next_chunks(world, tmp_path, start):
+    config = dataclasses.replace(FAST, seed=7, guidance=2.0)  # guidance: the negative prompt is re-encoded on resume
+    clip = torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    source, start_frames = ({"image": still(3)}, 17) if start == "image" else ({"video": clip}, 9)
+    first = WorldSession(world, "a street", config=config, **source)
+    first.step("W", event="rain")
+    first.save(tmp_path / "s.yume")
+    resumed = WorldSession.load(tmp_path / "s.yume", world)
+    assert type(resumed) is I2VWorldSession and resumed.index == 1 and resumed.event == "rain"
+    assert resumed.encoder.frames_encoded == first.encoder.frames_encoded == start_frames + 8
+    for action in ("A", "W+→"):  # two chunks: the condition stream and decoder carry on after the resumed one
+        a, b = first.step(action), resumed.step(action)
+        assert np.array_equal(a.frames, b.frames) and torch.equal(a.latents, b.latents)
+        assert a.caption == b.caption
+    torch.testing.assert_close(resumed.known, first.known, atol=0, rtol=0)
+
+
+def test_loading_a_text_to_world_file_into_an_i2v_model_is_a_clear_error(world, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
     session = WorldSession(world, "", image=still(), config=FAST)
-    with pytest.raises(ValueError, match="not supported yet"):
-        session.save(tmp_path / "s.yume")
+    session.save(tmp_path / "s.yume")  # before any step: the history and the condition latents are the same
+    with safe_open(str(tmp_path / "s.yume"), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys() if k not in ("known", "image_tokens")}
+    save_file(tensors, str(tmp_path / "t.yume"), metadata=meta)
+    with pytest.raises(ValueError, match="no known, image_tokens: it was not saved by a Yume-I2V session"):
+        WorldSession.load(tmp_path / "t.yume", world)
 
 
 def test_stream_encoder_equals_one_shot_encoding_of_history_plus_black_frames():

@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")
-    p.add_argument("--offload", action="store_true", help="T5 on the CPU; DiT off the GPU while the VAE decodes")
+    p.add_argument("--offload", nargs="?", const="text", choices=["text", "blocks"],
+                   help="text (the default when given alone): T5 on the CPU, DiT off the GPU while the VAE decodes; "
+                   "blocks: also the DiT's blocks kept on the CPU, each copied to the GPU for its forward (24-48 GB GPUs)")
     p.add_argument("--no-controls", action="store_true", help="do not draw the key panel under the frames")
     p.add_argument("--save-session", metavar="FILE", help="save the session at the end, to continue it with --resume")
     p.add_argument("-o", "--output", default="world.mp4", help="output mp4 (a JSON sidecar is written beside it)")
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(e)
         if type(e).__name__ == "OutOfMemoryError":
-            message = f"out of GPU memory; try --offload, a smaller --resolution or --dtype bf16 ({e})"
+            message = f"out of GPU memory; try --offload (or --offload blocks), a smaller --resolution or --dtype bf16 ({e})"
         print(f"yume {args.command}: error: {message}", file=sys.stderr)
         return 2
 

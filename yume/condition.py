@@ -61,6 +61,25 @@ class StreamEncoder:
         cache = [c.clone() if isinstance(c, torch.Tensor) else c for c in self._cache]
         return self._run(video, cache, self.frames_encoded == 0)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stream as plain tensors (safetensors-ready): the frame count and the cached conv inputs."""
+        state = {"frames_encoded": torch.tensor(self.frames_encoded)}
+        # The encoder's cache holds only tensors or None (no "Rep" marker: that is the decoder's upsampler).
+        state.update({str(i): c.contiguous() for i, c in enumerate(self._cache) if isinstance(c, torch.Tensor)})
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Resume a stream saved by `state_dict()` (with the same VAE)."""
+        if "frames_encoded" not in state:
+            raise ValueError(f"not a stream-encoder state: no 'frames_encoded' among {sorted(state)[:5]}")
+        slots = sorted(int(k) for k in state if k != "frames_encoded")
+        if slots and slots[-1] >= self._n_convs:
+            raise ValueError(f"stream state caches conv {slots[-1]}; this VAE's encoder has {self._n_convs} causal convs")
+        self.reset()
+        for i in slots:
+            self._cache[i] = state[str(i)].to(self.vae.device, self.vae.dtype)
+        self.frames_encoded = int(state["frames_encoded"])
+
 
 def i2v_condition(known: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
     """Mask + conditioning latents [B, 4 + z, F_h + F, h, w] from the encoded history `known` [B, z, F_h, h, w] and

@@ -53,7 +53,7 @@ def generate(
     config: SessionConfig | None = None,
     device: str | None = None,
     dtype: str | None = None,
-    offload: bool = False,
+    offload: str | bool | None = None,  # see WorldModel.load
     controls: bool = True,
     save_session: str | None = None,
     resume: str | None = None,

@@ -122,6 +122,9 @@ class WorldSession:
         if self.latent_hw[0] % 2 or self.latent_hw[1] % 2:
             raise ValueError(f"{h}x{w}: height and width must be multiples of {2 * s} for this model")
         policies = ("release", "full", "tscm") if world.dit.config.history_embeddings else ("full", "tscm")
+        if self.config.history == "release" and "release" not in policies and world.info.get("history"):
+            # The default policy on a model trained without Yume's history embeddings: the one it was trained with.
+            self.config = dataclasses.replace(self.config, history=world.info["history"])
         if self.config.history not in policies:
             raise ValueError(
                 f"history policy {self.config.history!r} is not available for this model; choose {', '.join(policies)}"
@@ -210,7 +213,7 @@ class WorldSession:
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         world = self.world
-        if world.offload and world.device.type == "cuda":
+        if world.offload == "text" and world.device.type == "cuda":
             world.dit.to("cpu")
         try:
             pieces = []
@@ -222,7 +225,7 @@ class WorldSession:
                     on_frames(frames)
             return np.concatenate(pieces)
         finally:
-            if world.offload and world.device.type == "cuda":
+            if world.offload == "text" and world.device.type == "cuda":
                 world.dit.to(latents.device)
 
     def run(self, actions, events: dict[int, str] | None = None, on_frames=None):
@@ -238,9 +241,7 @@ class WorldSession:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {f"decoder.{k}": v.detach().cpu().contiguous() for k, v in self.decoder.state_dict().items()}
-        if self.history is not None:
-            tensors["history"] = self.history.detach().cpu().contiguous()
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._state_tensors().items()}
         meta = {
             "format": SESSION_FORMAT,
             "model": self.world.name,
@@ -272,10 +273,22 @@ class WorldSession:
             raise ValueError(f"{path}: session format {meta.get('format')} is not supported (expected {SESSION_FORMAT})")
         if meta["model"] != world.name:
             raise ValueError(f"{path} was made with model {meta['model']!r}, not {world.name!r}; load that model")
-        session = cls(world, meta["prompt"], config=SessionConfig(**meta["config"]))
-        session.event, session.index, session.log = meta["event"], meta["index"], meta["log"]
-        if "history" in tensors:
-            session.history = tensors["history"].to(device=world.device, dtype=world.dtype)
-        decoder_state = {k[len("decoder.") :]: v.to(world.vae.device) for k, v in tensors.items() if k.startswith("decoder.")}
-        session.decoder.load_state_dict(decoder_state)
+        session = cls.__new__(cls, world)  # the session class for this model (see __new__)
+        session._restore(world, meta, tensors)
         return session
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """What `save` stores besides the metadata: the decoder's stream and the history latents."""
+        tensors = {f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}
+        if self.history is not None:
+            tensors["history"] = self.history
+        return tensors
+
+    def _restore(self, world: WorldModel, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+        """Set up a new session with the saved settings, then put back the state `_state_tensors` gave."""
+        WorldSession.__init__(self, world, meta["prompt"], config=SessionConfig(**meta["config"]))
+        self.event, self.index, self.log = meta["event"], meta["index"], meta["log"]
+        if "history" in tensors:
+            self.history = tensors["history"].to(device=world.device, dtype=world.dtype)
+        decoder_state = {k[len("decoder.") :]: v.to(world.vae.device) for k, v in tensors.items() if k.startswith("decoder.")}
+        self.decoder.load_state_dict(decoder_state)

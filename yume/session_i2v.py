@@ -119,7 +119,7 @@ class I2VWorldSession(WorldSession):
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         """Decode latent by latent (streaming to `on_frames`), then encode the new frames into the condition stream."""
         world = self.world
-        if world.offload and world.device.type == "cuda":
+        if world.offload == "text" and world.device.type == "cuda":
             world.dit.to("cpu")
         try:
             pixels, pieces = [], []
@@ -133,11 +133,23 @@ class I2VWorldSession(WorldSession):
             self.known = torch.cat([self.known, self.encoder.encode(torch.cat(pixels, dim=2))], dim=2)
             return np.concatenate(pieces)
         finally:
-            if world.offload and world.device.type == "cuda":
+            if world.offload == "text" and world.device.type == "cuda":
                 world.dit.to(latents.device)
 
-    def save(self, path) -> Path:
-        raise ValueError(
-            "saving a Yume-I2V session is not supported yet (its VAE-encoder stream and CLIP tokens are not stored); "
-            "keep the session in memory, or continue its video with video= in a new session"
-        )
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """The 5B session's state plus the condition stream: encoder cache, encoded pixel history, CLIP tokens."""
+        tensors = super()._state_tensors()
+        tensors.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
+        # A clone: before the first step `known` may be the history itself, and safetensors refuses shared memory.
+        tensors["known"], tensors["image_tokens"] = self.known.clone(), self.image_tokens
+        return tensors
+
+    def _restore(self, world, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+        missing = [k for k in ("known", "image_tokens", "encoder.frames_encoded") if k not in tensors]
+        if missing:
+            raise ValueError(f"the session file has no {', '.join(missing)}: it was not saved by a Yume-I2V session")
+        self.encoder = StreamEncoder(world.vae)
+        self.encoder.load_state_dict({k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")})
+        self.known = tensors["known"].to(world.vae.device)
+        self.image_tokens = tensors["image_tokens"].to(world.device, world.dtype)
+        super()._restore(world, meta, tensors)

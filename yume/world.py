@@ -24,8 +24,15 @@ BUILTIN = {
     # The Yume-I2V-540P structure (Wan2.1 VAE, CLIP branch, 36 channels) at CPU size; needs an image or a video.
     "tiny-i2v-random": {"dit": "tiny-i2v", "text_len": 128, "vae": "tiny-wan2.1", "text": "tiny", "clip": "tiny",
                         "resolution": (64, 64), "seed": 0},
+    # Trained on the procedural street world (yume.sim) on a CPU; shipped in yume/assets (docs/sim-model.md).
+    "yume-sim-small": {"weights": "yume-sim-small", "text_len": 128, "text": "tiny", "resolution": (128, 128),
+                       "seed": 0, "history": "tscm"},
 }
+ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "tiny-random"
+# text: T5 (and CLIP) on the CPU, the DiT off the GPU while the VAE decodes; blocks: also the DiT's blocks kept on the
+# CPU and copied to the GPU one at a time (yume.offload), for GPUs too small for the 14B DiT (docs/checkpoints.md).
+OFFLOAD_MODES = ("text", "blocks")
 
 
 def is_i2v_model(model: str | Path | None) -> bool:
@@ -71,7 +78,7 @@ class WorldModel:
     name: str
     default_resolution: tuple[int, int] = (704, 1280)
     cache: EmbeddingCache | None = None
-    offload: bool = False
+    offload: str | None = None  # None or one of OFFLOAD_MODES
     info: dict = field(default_factory=dict)
     image_encoder: object | None = None  # CLIPImageEncoder of an I2V model (Yume-I2V-540P), else None
 
@@ -90,13 +97,17 @@ class WorldModel:
         *,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
-        offload: bool = False,
+        offload: str | bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> WorldModel:
         """A built-in model by name (default `tiny-random`) or a Yume/Wan2.2 directory (original or diffusers layout).
 
-        `offload` keeps the text encoder on the CPU and moves the DiT off the GPU while the VAE decodes.
+        `offload`: "text" (or True) keeps the text encoder on the CPU and moves the DiT off the GPU while the VAE
+        decodes; "blocks" keeps the text encoder and the DiT's blocks on the CPU, each block copied in for its forward.
         """
+        offload = "text" if offload is True else (offload or None)
+        if offload is not None and offload not in OFFLOAD_MODES:
+            raise ValueError(f"offload={offload!r}: choose 'text' (T5 on the CPU) or 'blocks' (also the DiT's blocks)")
         device = device or default_device()
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"--device {device} asked for, but this torch has no CUDA device; use --device cpu")
@@ -105,6 +116,10 @@ class WorldModel:
             world = cls._builtin(str(model), device, parse_dtype(dtype or "fp32"))
         else:
             world = cls._from_directory(Path(model), device, parse_dtype(dtype or "bf16"), offload)
+        if offload == "blocks":
+            from yume.offload import enable_block_offload
+
+            enable_block_offload(world.dit, device)
         world.offload = offload
         world.cache = EmbeddingCache(cache_dir or default_cache_dir())
         return world
@@ -112,6 +127,8 @@ class WorldModel:
     @classmethod
     def _builtin(cls, name: str, device: str, dtype: torch.dtype) -> WorldModel:
         spec = BUILTIN[name]
+        if "weights" in spec:
+            return cls._builtin_trained(name, spec, device, dtype)
         dit_config = model_config(spec["dit"]).replace(text_len=spec["text_len"])
         dit_class = YumeTransformer
         if dit_config.image_dim:
@@ -133,13 +150,28 @@ class WorldModel:
         return world
 
     @classmethod
-    def _from_directory(cls, path: Path, device: str, dtype: torch.dtype, offload: bool) -> WorldModel:
+    def _builtin_trained(cls, name: str, spec: dict, device: str, dtype: torch.dtype) -> WorldModel:
+        """A built-in model with shipped weights: assets/<weights>/dit and /vae; the text encoder is the tiny random one."""
+        root = ASSETS / spec["weights"]
+        if not (root / "dit").is_dir() or not (root / "vae").is_dir():
+            raise FileNotFoundError(f"built-in model {name!r}: its weights are missing from {root} (dit/ and vae/); "
+                                    "reinstall yume or rebuild them with docs/sim-model.md")  # fmt: skip
+        dit = YumeTransformer.from_pretrained(root / "dit", dtype=dtype, device=device).eval()
+        vae = WanVAE.from_pretrained(root / "vae", dtype=torch.float32, device=device)
+        text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
+                                       text_len=spec["text_len"], device="cpu")  # fmt: skip
+        return cls(dit, vae, text, name, spec["resolution"], info={"builtin": True, "history": spec["history"]})
+
+    @classmethod
+    def _from_directory(cls, path: Path, device: str, dtype: torch.dtype, offload: str | None) -> WorldModel:
         if not path.exists():
             raise FileNotFoundError(
                 f"model {str(path)!r} is neither a built-in model ({', '.join(BUILTIN)}) nor an existing directory; "
                 "download Yume-5B-720P (huggingface.co/stdstu123/Yume-5B-720P) and pass its folder"
             )
-        dit = YumeTransformer.from_pretrained(path, dtype=dtype, device=device).eval()
+        # With block offload the DiT is read into CPU memory; `load` then moves its non-block parts to the device.
+        dit_device = "cpu" if offload == "blocks" else device
+        dit = YumeTransformer.from_pretrained(path, dtype=dtype, device=dit_device).eval()
         # The VAE stays in float32 as Wan runs it; bf16 costs visible banding.
         vae = WanVAE.from_pretrained(path, dtype=torch.float32, device=device)
         text_device = "cpu" if offload or device == "cpu" else device
