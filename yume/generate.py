@@ -77,7 +77,7 @@ def generate(
     start_index = session.index
     record = {
         "model": world.name,
-        "random_weights": bool(world.info.get("builtin")),
+        "random_weights": bool(world.info.get("random_weights")),
         "prompt": session.prompt,
         "image": str(image) if image is not None and not hasattr(image, "shape") else None,
         "config": {**session.config.__dict__, "height": session.height, "width": session.width},

@@ -142,7 +142,7 @@ class WorldModel:
         vae = WanVAE.from_config(spec["vae"], seed=spec["seed"], device=device)
         text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
                                        text_len=dit.config.text_len, device="cpu")  # fmt: skip
-        world = cls(dit, vae, text, name, spec["resolution"], info={"builtin": True})
+        world = cls(dit, vae, text, name, spec["resolution"], info={"builtin": True, "random_weights": True})
         if "clip" in spec:
             from yume.models.clip import CLIPImageEncoder
 

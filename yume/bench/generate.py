@@ -25,7 +25,7 @@ def random_world(config: str, vae: str, device: str, dtype: str, seed: int = 0) 
     dit = YumeTransformer.from_config(cfg, seed=seed, device=device, dtype=parse_dtype(dtype)).eval()
     v = WanVAE.from_config(vae, seed=seed, device=device)
     text = TextEncoder.from_config("tiny", seed=seed, d_model=cfg.text_dim, text_len=cfg.text_len)
-    return WorldModel(dit, v, text, f"random:{config}", info={"builtin": True})
+    return WorldModel(dit, v, text, f"random:{config}", info={"builtin": True, "random_weights": True})
 
 
 def bench_generate(

@@ -172,7 +172,7 @@ class Hub:
             "type": "hello",
             "session": state.id,
             "model": world.name,
-            "random_weights": bool(world.info.get("builtin")),
+            "random_weights": bool(world.info.get("random_weights")),
             "resolution": list(self.resolution),
             "fps": FPS,
             "limits": {
