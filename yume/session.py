@@ -181,9 +181,28 @@ class WorldSession:
         action = Action.parse(action) if isinstance(action, str) else action
         if event is not None:
             self.event = event.strip() or None
-        world, cfg = self.world, self.config
-        timings = {}
+        world, timings = self.world, {}
         t0 = time.perf_counter()
+        sample = self._prepare(action)
+        timings["text"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        latents = sample().to(world.dtype)
+        if world.device.type == "cuda":
+            torch.cuda.synchronize()
+        timings["denoise"] = time.perf_counter() - t1
+        self.history = latents if self.history is None else torch.cat([self.history, latents], dim=2)
+
+        t2 = time.perf_counter()
+        frames = self._decode(latents, on_frames)
+        timings["decode"] = time.perf_counter() - t2
+        chunk = Chunk(self.index, action, self.event, self.caption(action), frames, latents, timings)
+        self.log.append({"action": str(action), "event": self.event, "frames": int(frames.shape[0])})
+        self.index += 1
+        return chunk
+
+    def _prepare(self, action: Action) -> Callable[[], torch.Tensor]:
+        """Encode this chunk's text and draw its noise; return the sampler that makes the chunk's latents."""
+        world, cfg = self.world, self.config
         text = self._text(action)
         dit, history, policy = world.dit, self.history, cfg.history
 
@@ -194,22 +213,8 @@ class WorldSession:
         shape = (1, dit.config.in_dim, cfg.chunk_latents, *self.latent_hw)
         # Noise from (seed, chunk index): the same seed gives the same world, also after save and resume.
         noise = get_noise(shape, seed=cfg.seed * 1_000_003 + self.index, device=world.device)
-        timings["text"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        latents = sample_euler(denoise, noise, get_schedule(cfg.steps, cfg.shift).to(world.device))
-        latents = latents.to(world.dtype)
-        if world.device.type == "cuda":
-            torch.cuda.synchronize()
-        timings["denoise"] = time.perf_counter() - t1
-        self.history = latents if history is None else torch.cat([history, latents], dim=2)
-
-        t2 = time.perf_counter()
-        frames = self._decode(latents, on_frames)
-        timings["decode"] = time.perf_counter() - t2
-        chunk = Chunk(self.index, action, self.event, self.caption(action), frames, latents, timings)
-        self.log.append({"action": str(action), "event": self.event, "frames": int(frames.shape[0])})
-        self.index += 1
-        return chunk
+        sigmas = get_schedule(cfg.steps, cfg.shift).to(world.device)
+        return lambda: sample_euler(denoise, noise, sigmas)
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         world = self.world

@@ -7,7 +7,6 @@ pixel history + black frames, and the CLIP tokens of the start image (or of the 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import torch
 from yume.actions import Action
 from yume.condition import StreamEncoder, i2v_condition
 from yume.sampling import get_noise, get_schedule, sample_euler_renoised_history
-from yume.session import Chunk, SessionConfig, WorldSession, load_image, to_uint8
+from yume.session import SessionConfig, WorldSession, load_image, to_uint8
 
 # The negative prompt of the release's I2V sampler (`wan/image2video.py`).
 I2V_NEGATIVE_PROMPT = (
@@ -75,13 +74,9 @@ class I2VWorldSession(WorldSession):
         self.decoder.decode(latents)  # the decoder's causal cache continues from the start frames
 
     @torch.no_grad()
-    def step(self, action: Action | str = "", event: str | None = None, *, on_frames=None) -> Chunk:
-        action = Action.parse(action) if isinstance(action, str) else action
-        if event is not None:
-            self.event = event.strip() or None
+    def _prepare(self, action: Action):
+        """The chunk's text, condition and noise; the sampler re-noises the history at every step (the release's)."""
         world, cfg, dit = self.world, self.config, self.world.dit
-        timings = {}
-        t0 = time.perf_counter()
         text = self._text(action)
         negative = self._negative_text() if cfg.guidance != 1.0 else None
         f, (h, w) = cfg.chunk_latents, self.latent_hw
@@ -90,7 +85,6 @@ class I2VWorldSession(WorldSession):
         # One draw per chunk from (seed, chunk index): the chunk's start noise and the history's re-noising noise.
         noise = get_noise((1, dit.config.out_dim, self.history.shape[2] + f, h, w), seed=cfg.seed * 1_000_003 + self.index,
                           device=world.device)  # fmt: skip
-        timings["text"] = time.perf_counter() - t0
 
         def model(x, sigma, past):
             v = dit(x, sigma, [text], past, cond=cond, image=self.image_tokens, policy=cfg.history).float()
@@ -99,22 +93,9 @@ class I2VWorldSession(WorldSession):
             v_neg = dit(x, sigma, [negative], past, cond=cond, image=self.image_tokens, policy=cfg.history).float()
             return v_neg + cfg.guidance * (v - v_neg)
 
-        t1 = time.perf_counter()
         sigmas = get_schedule(cfg.steps, cfg.shift).to(world.device)
-        latents = sample_euler_renoised_history(model, noise[:, :, -f:], sigmas, self.history.float(), noise[:, :, :-f])
-        latents = latents.to(world.dtype)
-        if world.device.type == "cuda":
-            torch.cuda.synchronize()
-        timings["denoise"] = time.perf_counter() - t1
-        self.history = torch.cat([self.history, latents], dim=2)
-
-        t2 = time.perf_counter()
-        frames = self._decode(latents, on_frames)
-        timings["decode"] = time.perf_counter() - t2
-        chunk = Chunk(self.index, action, self.event, self.caption(action), frames, latents, timings)
-        self.log.append({"action": str(action), "event": self.event, "frames": int(frames.shape[0])})
-        self.index += 1
-        return chunk
+        history = self.history.float()
+        return lambda: sample_euler_renoised_history(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f])
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         """Decode latent by latent (streaming to `on_frames`), then encode the new frames into the condition stream."""
