@@ -44,9 +44,9 @@ def test_three_chunks_with_an_event_condition_each_chunk_on_its_own_caption(worl
     chunks = list(session.run(["W", "A", "S+→"], events={1: "A ghost appeared."}))
     assert [c.frames.shape for c in chunks] == [(5, 64, 64, 3), (8, 64, 64, 3), (8, 64, 64, 3)]
     expected = [
-        caption(Action.parse("W"), "A quiet street"),
-        caption(Action.parse("A"), "A quiet street A ghost appeared."),
-        caption(Action.parse("S+→"), "A quiet street A ghost appeared."),
+        caption(Action.parse("W"), "A quiet street."),
+        caption(Action.parse("A"), "A quiet street. A ghost appeared."),
+        caption(Action.parse("S+→"), "A quiet street. A ghost appeared."),
     ]
     assert seen == expected
     assert [c.caption for c in chunks] == expected

@@ -151,7 +151,8 @@ class WorldSession:
         return caption(action, self._scene_text(), self.config.vocab)
 
     def _scene_text(self) -> str | None:
-        parts = [p for p in (self.prompt, self.event) if p]
+        """The scene prompt, then the current event, as sentences."""
+        parts = [p if p[-1] in ".!?。" else p + "." for p in (self.prompt, self.event) if p]
         return " ".join(parts) or None
 
     def _text(self, action: Action) -> torch.Tensor:
