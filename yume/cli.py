@@ -48,6 +48,7 @@ def _generate(args) -> int:
         prompt_mode=args.prompt_mode,
         vocab=args.vocab or ("1.0" if i2v else "1.5"),
         seed=args.seed,
+        sampler=args.sampler,
     )
     record = generate(
         args.output,
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one caption string (release) or action and event encoded separately (paper)")
     p.add_argument("--vocab", choices=["1.5", "1.0"], help="action vocabulary (default: 1.5, or 1.0 for Yume-I2V-540P)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default="euler", choices=["euler", "tts-sde"],
+                   help="euler (the release's); tts-sde: Yume 1.0's time-travel SDE sampler (Yume-I2V-540P only)")
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")
     p.add_argument("--offload", nargs="?", const="text", choices=["text", "blocks"],

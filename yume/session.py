@@ -18,6 +18,7 @@ from yume.sampling import cfg_denoiser, get_noise, get_schedule, sample_euler
 from yume.world import WorldModel
 
 SESSION_FORMAT = 1
+SAMPLERS = ("euler", "tts-sde")
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ class SessionConfig:
     vocab: str = "1.5"
     chunk_latents: int = 8
     seed: int = 0
+    sampler: str = "euler"  # euler | tts-sde (Yume-I2V-540P: the release's time-travel SDE, yume.sampling.sample_tts_sde)
 
     def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.chunk_latents < 1:
@@ -121,6 +125,10 @@ class WorldSession:
         self.latent_hw = (h // s, w // s)
         if self.latent_hw[0] % 2 or self.latent_hw[1] % 2:
             raise ValueError(f"{h}x{w}: height and width must be multiples of {2 * s} for this model")
+        if self.config.sampler != "euler" and not world.dit.config.image_dim:
+            raise ValueError(
+                f"sampler {self.config.sampler!r} is the Yume-I2V-540P release's; model {world.name!r} samples with 'euler'"
+            )
         policies = ("release", "full", "tscm") if world.dit.config.history_embeddings else ("full", "tscm")
         if self.config.history == "release" and "release" not in policies and world.info.get("history"):
             # The default policy on a model trained without Yume's history embeddings: the one it was trained with.

@@ -14,7 +14,7 @@ import torch
 
 from yume.actions import Action
 from yume.condition import StreamEncoder, i2v_condition
-from yume.sampling import get_noise, get_schedule, sample_euler_renoised_history
+from yume.sampling import get_noise, get_schedule, sample_euler_renoised_history, sample_tts_sde
 from yume.session import SessionConfig, WorldSession, load_image, to_uint8
 
 # The negative prompt of the release's I2V sampler (`wan/image2video.py`).
@@ -95,6 +95,10 @@ class I2VWorldSession(WorldSession):
 
         sigmas = get_schedule(cfg.steps, cfg.shift).to(world.device)
         history = self.history.float()
+        if cfg.sampler == "tts-sde":
+            # The SDE's noise: its own CPU stream from (seed, chunk index), apart from the start noise's.
+            rng = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + self.index + (1 << 62))
+            return lambda: sample_tts_sde(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f], generator=rng)
         return lambda: sample_euler_renoised_history(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f])
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
