@@ -75,6 +75,7 @@ def generate(
         start = {"video": video} if video is not None else {}  # video-to-world: Yume-I2V-540P only
         session = WorldSession(world, prompt, image=image, config=config, **start)
     start_index = session.index
+    session.progress = progress
     record = {
         "model": world.name,
         "random_weights": bool(world.info.get("random_weights")),

@@ -137,6 +137,7 @@ class WorldSession:
             raise ValueError(
                 f"history policy {self.config.history!r} is not available for this model; choose {', '.join(policies)}"
             )
+        self.progress = False  # show a progress bar over each chunk's denoising steps
         self.history: torch.Tensor | None = None  # clean latents so far, [1, C, F_h, h, w] on the DiT device
         self.decoder = world.vae.stream_decoder()
         self._negative: torch.Tensor | None = None
@@ -223,7 +224,7 @@ class WorldSession:
         # Noise from (seed, chunk index): the same seed gives the same world, also after save and resume.
         noise = get_noise(shape, seed=cfg.seed * 1_000_003 + self.index, device=world.device)
         sigmas = get_schedule(cfg.steps, cfg.shift).to(world.device)
-        return lambda: sample_euler(denoise, noise, sigmas)
+        return lambda: sample_euler(denoise, noise, sigmas, disable=not self.progress)
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         world = self.world

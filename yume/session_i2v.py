@@ -98,8 +98,10 @@ class I2VWorldSession(WorldSession):
         if cfg.sampler == "tts-sde":
             # The SDE's noise: its own CPU stream from (seed, chunk index), apart from the start noise's.
             rng = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + self.index + (1 << 62))
-            return lambda: sample_tts_sde(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f], generator=rng)
-        return lambda: sample_euler_renoised_history(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f])
+            return lambda: sample_tts_sde(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f], generator=rng,
+                                          disable=not self.progress)
+        return lambda: sample_euler_renoised_history(model, noise[:, :, -f:], sigmas, history, noise[:, :, :-f],
+                                                     disable=not self.progress)
 
     def _decode(self, latents: torch.Tensor, on_frames) -> np.ndarray:
         """Decode latent by latent (streaming to `on_frames`), then encode the new frames into the condition stream."""
