@@ -11,6 +11,8 @@ import torch
 from diffusers import AutoencoderKLWan
 from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
 
+from yume.models.weights import mismatch_lines
+
 # fmt: off
 # Per-channel latent statistics of the Wan2.2 VAE. Source: Wan2.2 `wan/modules/vae2_2.py` (`Wan2_2_VAE.__init__`,
 # `mean` and `std`), identical to `vae22_diffusers_config` in diffusers' `scripts/convert_wan_to_diffusers.py`.
@@ -63,6 +65,11 @@ VAE_CONFIGS: dict[str, dict] = {
                         latents_std=[round(1.0 + 0.5 * math.cos(i), 4) for i in range(16)]),
     "wan2.2": dict(_WAN22_STRUCTURE, base_dim=160, decoder_base_dim=256,
                    latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD),
+    # The built-in street world's VAE (`yume train vae`): Wan2.2's residual structure, one stage fewer (8x spatial,
+    # 4x temporal) and 16 channels, so a 128x128 frame is 16x16 latents. Stats 0/1 until training measures them.
+    "sim-small": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=24, z_dim=16, dim_mult=[1, 2, 2],
+                      temperal_downsample=[True, True], scale_factor_spatial=8,
+                      latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
     # Same structure at CPU size; fixed non-trivial stats so that tests see the normalisation.
     "tiny": dict(_WAN22_STRUCTURE, base_dim=8, decoder_base_dim=8,
                  latents_mean=[round(0.1 * math.sin(i), 4) for i in range(48)],
@@ -149,19 +156,10 @@ def _read_weights(file: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_weights(weights: dict[str, torch.Tensor], expected: dict[str, torch.Size], file: Path, what: str) -> None:
-    missing = sorted(expected.keys() - weights.keys())
-    unexpected = sorted(weights.keys() - expected.keys())
-    mismatched = sorted(k for k in expected.keys() & weights.keys() if weights[k].shape != expected[k])
-    if not (missing or unexpected or mismatched):
+    problems = mismatch_lines({k: v.shape for k, v in weights.items()}, expected, indent="")
+    if not problems:
         return
-    lines = [f"{file} does not fit the {what}: it has {len(weights)} tensors, expected {len(expected)}."]
-    if missing:
-        lines.append(f"missing {len(missing)}: {_few(missing)}")
-    if unexpected:
-        lines.append(f"unexpected {len(unexpected)}: {_few(unexpected)}")
-    if mismatched:
-        shapes = [f"{k} {tuple(weights[k].shape)} vs expected {tuple(expected[k])}" for k in mismatched]
-        lines.append(f"shape mismatch {len(mismatched)}: {_few(shapes, 3)}")
+    lines = [f"{file} does not fit the {what}: it has {len(weights)} tensors, expected {len(expected)}.", *problems]
     z_key = "post_quant_conv.weight" if "post_quant_conv.weight" in weights else "conv2.weight"
     if z_key in weights and weights[z_key].shape[0] == 16:
         lines.append(f"This looks like the Wan2.1 VAE (16 latent channels); Yume-5B needs the Wan2.2 VAE: {_WAN22_SOURCE}.")

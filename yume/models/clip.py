@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from yume.models.weights import mismatch_lines
+
 WAN_CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -124,13 +126,9 @@ class CLIPImageEncoder:
         # transformers may nest the tower under `vision_model.`; follow whatever this version names it.
         prefix = next(k for k in expected if k.endswith("embeddings.class_embedding"))[: -len("embeddings.class_embedding")]
         state = {prefix + k: v.to(device=device, dtype=dtype) for k, v in state.items()}
-        missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
-        wrong = [k for k in expected.keys() & state.keys() if tuple(expected[k].shape) != tuple(state[k].shape)]
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"{path} does not fit the CLIP vision tower: missing {missing[:4]}, unexpected {unexpected[:4]}, "
-                f"wrong shape {wrong[:4]}; is it {WAN_CLIP_FILE}?"
-            )
+        problems = mismatch_lines({k: v.shape for k, v in state.items()}, {k: v.shape for k, v in expected.items()})
+        if problems:
+            raise ValueError("\n".join([f"{path} does not fit the CLIP vision tower; is it {WAN_CLIP_FILE}?", *problems]))
         model.load_state_dict(state, strict=True, assign=True)
         # Non-persistent buffers are not in the file: rebuild them off the meta device.
         for name, buffer in list(model.named_buffers()):

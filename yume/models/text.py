@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
 from yume.actions import ALL_ACTIONS, VOCABULARIES, Action, action_caption, caption, speed_caption, vocabulary
+from yume.models.weights import mismatch_lines
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 TINY_TOKENIZER = ASSETS / "tiny_tokenizer"
@@ -276,17 +277,10 @@ def load_wan_t5(file: str | Path, dtype: torch.dtype = torch.bfloat16, device="c
     with torch.device("meta"):
         model = UMT5EncoderModel(config)
     expected = {k: v.shape for k, v in model.state_dict().items() if k != _HF_TIED}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{file}: {len(state)} T5 tensors, expected {len(expected)} for {config.num_layers} layers; "
-            f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}; "
-            f"unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''} — is the file complete?"
-        )
-    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(s)}" for k, s in expected.items() if state[k].shape != s]
-    if wrong:
-        raise ValueError(f"{file}: {len(wrong)} T5 tensors have the wrong shape, e.g. {wrong[:3]}")
+    problems = mismatch_lines({k: v.shape for k, v in state.items()}, expected)
+    if problems:
+        raise ValueError("\n".join([f"{file}: {len(state)} T5 tensors, expected {len(expected)} for "
+                                     f"{config.num_layers} layers — is the file complete?", *problems]))  # fmt: skip
     state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
     state[_HF_TIED] = state["shared.weight"]
     model.load_state_dict(state, strict=True, assign=True)

@@ -284,20 +284,35 @@ def load_transformer(path, *, dtype=torch.bfloat16, device="cpu", config=None):
     return model.eval()
 
 
+def mismatch_lines(found: dict[str, tuple], expected: dict[str, tuple], indent: str = "  ") -> list[str]:
+    """Lines naming the missing, unexpected and wrong-shaped keys of a state dict (empty when it fits)."""
+
+    def few(items, k=6, sep=", "):
+        return sep.join(items[:k]) + (" …" if len(items) > k else "")
+
+    found = {k: tuple(v) for k, v in found.items()}
+    expected = {k: tuple(v) for k, v in expected.items()}
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    wrong = sorted(f"{k}: file {found[k]} vs model {expected[k]}" for k in expected.keys() & found.keys() if found[k] != expected[k])
+    lines = []
+    if missing:
+        lines.append(f"{indent}missing {len(missing)}: {few(missing)}")
+    if unexpected:
+        lines.append(f"{indent}unexpected {len(unexpected)}: {few(unexpected)}")
+    if wrong:
+        lines.append(f"{indent}wrong shape {len(wrong)}: {few(wrong, 4, '; ')}")
+    return lines
+
+
 def check_state_shapes(model, shapes: dict[str, tuple], source, cfg: ModelConfig) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(expected.keys() - shapes.keys())
-    unexpected = sorted(shapes.keys() - expected.keys())
-    wrong = sorted(f"{k}: file {shapes[k]} vs model {expected[k]}" for k in expected.keys() & shapes.keys() if shapes[k] != expected[k])
-    if not (missing or unexpected or wrong):
+    problems = mismatch_lines(shapes, expected)
+    if not problems:
         return
+    missing = expected.keys() - shapes.keys()
     lines = [f"{source}: checkpoint does not fit the model config ({len(shapes)} keys in file, {len(expected)} expected)"]
-    if missing:
-        lines.append(f"  missing {len(missing)}: {', '.join(missing[:6])}{' …' if len(missing) > 6 else ''}")
-    if unexpected:
-        lines.append(f"  unexpected {len(unexpected)}: {', '.join(unexpected[:6])}{' …' if len(unexpected) > 6 else ''}")
-    if wrong:
-        lines.append(f"  wrong shape {len(wrong)}: {'; '.join(wrong[:4])}{' …' if len(wrong) > 4 else ''}")
+    lines += problems
     if any(k.startswith("patch_embedding_") for k in missing):
         lines.append(
             "  hint: this looks like a plain Wan2.2 checkpoint without Yume's history embeddings — load it without "
