@@ -29,13 +29,17 @@ class MotionConfig:
     pair_stride: int = 2  # frames between the starts of successive pairs (< pair_gap: overlapping pairs)
     max_corners: int = 400
     fb_max_px: float = 0.7  # forward-backward tracking error above which a track is dropped
+    jitter_px: float = 0.05  # RMS departure of a track from a quadratic in time: rougher tracks are dropped
     rotate_deg_per_frame: float = 0.45  # |yaw| or |pitch| rate above which the chunk counts as turning
-    parallax_px_per_frame: float = 0.1  # rotation-only residual rate above which the camera counts as moving
-    noise_px: float = 0.5  # scale of the robust (Cauchy) loss on epipolar residuals
+    parallax_percentile: float = 80.0  # which rotation-only residual measures a pair's parallax
+    parallax_px_per_frame: float = 0.125  # that residual's rate above which the camera counts as moving
+    noise_px: float = 0.5  # scale of the robust (Cauchy, then Geman-McClure) loss on epipolar residuals
 
     def __post_init__(self):
         if self.pair_gap < 1 or self.pair_stride < 1:
             raise ValueError(f"pair_gap={self.pair_gap} and pair_stride={self.pair_stride} must be >= 1")
+        if not 0.0 <= self.parallax_percentile <= 100.0:
+            raise ValueError(f"parallax_percentile={self.parallax_percentile} must be between 0 and 100")
         if not 1.0 < self.fov_deg < 179.0:
             raise ValueError(f"fov_deg={self.fov_deg} must be between 1 and 179 degrees")
 
@@ -67,7 +71,12 @@ def _gray(frames: np.ndarray, work_width: int) -> list[np.ndarray]:
 
 
 def _track(gray: list[np.ndarray], cfg: MotionConfig):
-    """Corners of gray[0] followed through every frame to gray[-1]: (p0 [N, 2], p1 [N, 2]) of surviving tracks."""
+    """Corners of gray[0] followed through every frame to gray[-1]: (p0 [N, 2], p1 [N, 2]) of surviving tracks.
+
+    A held action moves the camera smoothly, so a true track is close to a quadratic in time; tracks that jump
+    (aliased thin or distant structures, slips along edges) are dropped: those rougher than cfg.jitter_px, or than
+    the median track where the whole video is noisier than that.
+    """
     cv2 = require_cv2()
     h, w = gray[0].shape
     p0 = cv2.goodFeaturesToTrack(gray[0], cfg.max_corners, 0.005, max(3.0, w / 60), blockSize=5)
@@ -76,16 +85,29 @@ def _track(gray: list[np.ndarray], cfg: MotionConfig):
     p = p0.astype(np.float32)
     alive = np.ones(len(p), bool)
     lk = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
+    path = [p.reshape(-1, 2)]
     for a, b in zip(gray[:-1], gray[1:]):
         nxt, st, _ = cv2.calcOpticalFlowPyrLK(a, b, p, None, **lk)
         back, st2, _ = cv2.calcOpticalFlowPyrLK(b, a, nxt, None, **lk)
         fb = np.linalg.norm((back - p).reshape(-1, 2), axis=1)
         alive &= (st.ravel() == 1) & (st2.ravel() == 1) & (fb < cfg.fb_max_px)
         p = nxt
+        path.append(p.reshape(-1, 2))
     q = p.reshape(-1, 2)
     inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
     alive &= inside
+    if len(path) > 3 and alive.any():
+        jitter = track_jitter(np.stack(path).astype(np.float64))
+        alive &= jitter <= max(cfg.jitter_px, float(np.median(jitter[alive])))
     return p0.reshape(-1, 2)[alive].astype(np.float64), q[alive].astype(np.float64)
+
+
+def track_jitter(path: np.ndarray) -> np.ndarray:
+    """RMS distance [N] of each track in path [T, N, 2] (T >= 4) from its least-squares quadratic in time."""
+    t = np.vander(np.arange(len(path), dtype=np.float64), 3)  # [T, 3]
+    flat = path.reshape(len(path), -1)
+    resid = flat - t @ np.linalg.lstsq(t, flat, rcond=None)[0]
+    return np.sqrt((resid.reshape(path.shape) ** 2).sum(-1).mean(0))
 
 
 def fit_rotation(b1: np.ndarray, b2: np.ndarray, iters: int = 6):
@@ -121,25 +143,26 @@ DIRECTIONS = np.stack(
      np.cos(AZIMUTHS)[:, None] * np.cos(ELEVATIONS)], axis=-1)  # [A, E, 3] unit directions in camera axes  # fmt: skip
 
 
-def epipolar_fit(b0: np.ndarray, b1: np.ndarray, dirs: np.ndarray, scale: float, iters: int = 3):
+def epipolar_fit(b0: np.ndarray, b1: np.ndarray, dirs: np.ndarray, scale: float, iters: int = 3, redescend: int = 2):
     """For each candidate translation direction [D, 3]: the small rotation w [D, 3] and robust cost [D].
 
     The epipolar constraint (b0 + w x b0) . (b1 x t) = 0 is linear in w for a fixed t, so every direction gets its
-    own robust (Cauchy, `scale` radians) least-squares rotation. Searching directions explicitly keeps sideways
-    motion from being traded for a turn.
+    own robust least-squares rotation: `iters` Cauchy reweightings (`scale` radians), then `redescend` Geman-McClure
+    ones, whose bounded cost keeps a few bad tracks from pulling the direction towards one that explains them.
+    Searching directions explicitly keeps sideways motion from being traded for a turn.
     """
     n = np.cross(b1[None], dirs[:, None])  # [D, N, 3]
     a = np.cross(b0[None], n)  # [D, N, 3]: w . a = -b0 . n
     c = -(b0[None] * n).sum(-1)  # [D, N]
     norm = np.linalg.norm(n, axis=-1) + 1e-9
     w = np.ones(c.shape)
-    for _ in range(iters):
+    for i in range(iters + redescend):
         aw = a * (w / norm**2)[..., None]
         lhs = np.einsum("dni,dnj->dij", aw, a) + 1e-9 * np.eye(3)
         omega = np.linalg.solve(lhs, np.einsum("dni,dn->di", aw, c)[..., None])[..., 0]
-        r = (np.einsum("dni,di->dn", a, omega) - c) / norm
-        w = 1.0 / (1.0 + (r / scale) ** 2)
-    return omega, np.log1p((r / scale) ** 2).sum(-1)
+        r2 = ((np.einsum("dni,di->dn", a, omega) - c) / norm / scale) ** 2
+        w = 1.0 / (1.0 + r2) ** (2 if i + 1 >= iters else 1)
+    return omega, (r2 / (1.0 + r2)).sum(-1)
 
 
 def _rodrigues(w: np.ndarray) -> np.ndarray:
@@ -156,7 +179,7 @@ class _Pair:
     b0: np.ndarray  # [N, 3] unit bearings in view 1
     b1: np.ndarray  # [N, 3] the same points in view 2
     r_cv: np.ndarray  # [3, 3] b1 ~ r_cv b0: maps camera-1 coordinates into camera 2
-    residual: float  # median rotation-only residual, pixels
+    residual: float  # rotation-only residual (parallax_percentile), pixels
 
 
 def _camera_step(pair: _Pair, dirs: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -207,7 +230,7 @@ def estimate_chunk(frames: np.ndarray, cfg: MotionConfig | None = None) -> Chunk
         if len(p0) >= 8:
             b0, b1 = _bearings(p0, k_inv), _bearings(p1, k_inv)
             r_cv, res = fit_rotation(b0, b1)
-            pairs.append(_Pair(b0, b1, r_cv, float(np.median(res)) * k[0, 0]))
+            pairs.append(_Pair(b0, b1, r_cv, float(np.percentile(res, cfg.parallax_percentile)) * k[0, 0]))
     if not pairs:
         return ChunkMotion(0.0, 0.0, 0.0, 0.0, 0.0, 0, "", "")
     parallax = float(np.median([p.residual for p in pairs])) / gap
