@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=float, help="σ shift (overrides the preset)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = off")
     p.add_argument("--negative-prompt", default="", help="negative prompt for guidance")
-    p.add_argument("--history", default="release", choices=["release", "full", "tscm"], help="history compression")
+    p.add_argument("--history", choices=["release", "full", "tscm"],
+                   help="history compression (default: the model's own — release for Yume checkpoints)")
     p.add_argument("--prompt-mode", default="joined", choices=["joined", "decomposed"],
                    help="one caption string (release) or action and event encoded separately (paper)")
     p.add_argument("--vocab", choices=["1.5", "1.0"], help="action vocabulary (default: 1.5, or 1.0 for Yume-I2V-540P)")

@@ -31,7 +31,7 @@ class SessionConfig:
     shift: float = 7.0
     guidance: float = 1.0  # classifier-free guidance scale; 1 = off (distilled weights)
     negative_prompt: str = ""
-    history: str = "release"  # history policy: release | full | tscm
+    history: str | None = None  # history policy: release | full | tscm; None = the model's own (see WorldSession)
     prompt_mode: str = "joined"  # joined (release: one string) | decomposed (paper: action + event)
     vocab: str = "1.5"
     chunk_latents: int = 8
@@ -130,9 +130,10 @@ class WorldSession:
                 f"sampler {self.config.sampler!r} is the Yume-I2V-540P release's; model {world.name!r} samples with 'euler'"
             )
         policies = ("release", "full", "tscm") if world.dit.config.history_embeddings else ("full", "tscm")
-        if self.config.history == "release" and "release" not in policies and world.info.get("history"):
-            # The default policy on a model trained without Yume's history embeddings: the one it was trained with.
-            self.config = dataclasses.replace(self.config, history=world.info["history"])
+        if self.config.history is None:
+            # The policy the model was trained with: a built-in model says; Yume checkpoints use the release table,
+            # a plain Wan2.2 checkpoint (no history embeddings) sees every frame.
+            self.config = dataclasses.replace(self.config, history=world.info.get("history", policies[0]))
         if self.config.history not in policies:
             raise ValueError(
                 f"history policy {self.config.history!r} is not available for this model; choose {', '.join(policies)}"

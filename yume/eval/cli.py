@@ -71,7 +71,7 @@ def add_eval_parser(subparsers) -> argparse._SubParsersAction:
     run.add_argument("benchmark", help="benchmark definition (.json or .toml; see docs/eval.md)")
     run.add_argument("--model", help="model directory or built-in name (default: the built-in model)")
     run.add_argument("--steps", type=int, help="denoising steps per chunk (default: the model's recipe)")
-    run.add_argument("--history", default="release", choices=["release", "full", "tscm"])
+    run.add_argument("--history", choices=["release", "full", "tscm"], help="default: the model's own")
     run.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     run.add_argument("--dtype", choices=["bf16", "fp16", "fp32"])
     run.add_argument("--videos", help="also write each case as VIDEOS/<id>.mp4 + <id>.json")

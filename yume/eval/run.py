@@ -9,7 +9,7 @@ import numpy as np
 from yume.eval.score import Case
 
 
-def session_generator(world, *, steps: int | None = None, history: str = "release", out_dir=None):
+def session_generator(world, *, steps: int | None = None, history: str | None = None, out_dir=None):
     """A `generate(case) -> (frames, frames per chunk)` for `run_cases`, driving a WorldSession per case.
 
     With `out_dir`, each case is also written as `<id>.mp4` + `<id>.json`, so `yume eval score` can rescore it.

@@ -18,7 +18,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32 (default: the model's)")
     p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk (default 4: the distilled release)")
     p.add_argument("--chunk-latents", type=int, default=8, help="latent frames per chunk (8 = 32 video frames)")
-    p.add_argument("--history", default="release", choices=["release", "full", "tscm"], help="history compression")
+    p.add_argument("--history", choices=["release", "full", "tscm"],
+                   help="history compression (default: the model's own — release for Yume checkpoints)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")
