@@ -1,4 +1,4 @@
-"""`yume data label|check|cache` and `yume train flow|self-forcing`: parse arguments, call the library."""
+"""`yume data synth|label|check|cache` and `yume train flow|self-forcing|vae|export`: parse arguments, call the library."""
 
 from __future__ import annotations
 
@@ -17,6 +17,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--rot-thr", type=float, default=1e-3, help="rotation threshold per frame, radians (default 1e-3)")
     p.add_argument("--min-frames", type=int, default=33, help="shortest clip kept, in frames (default 33)")
     p.set_defaults(func=_label)
+
+    p = dsub.add_parser("synth", help="render a posed, captioned dataset from the procedural street world (yume.sim)")
+    p.add_argument("out", help="dataset folder to write (manifest.jsonl + clips/)")
+    p.add_argument("--clips", type=int, default=240, help="number of clips, one world seed each (default 240)")
+    p.add_argument("--first-seed", type=int, default=0, help="world seed of the first clip (default 0)")
+    p.add_argument("--resolution", default="128x128", help="HxW of the rendered frames (default 128x128)")
+    p.add_argument("--segments", type=int, default=2, help="constant-action segments per clip (default 2)")
+    p.add_argument("--segment-frames", type=int, default=40, help="frames each action is held (default 40)")
+    p.add_argument("--event-prob", type=float, default=0.5, help="share of clips showing an event (default 0.5)")
+    p.add_argument("--fps", type=float, default=16.0)
+    p.set_defaults(func=_synth)
 
     p = dsub.add_parser("check", help="report every bad clip (unreadable, missing fields, wrong fps, too short)")
     p.add_argument("dataset", help="dataset folder with manifest.jsonl")
@@ -45,6 +56,27 @@ def add_parsers(sub) -> None:
                        help="override one config value, e.g. --set run.steps=100 --set optim.lr=1e-4")  # fmt: skip
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.set_defaults(func=_train, stage=stage)
+    p = tsub.add_parser("vae", help="train a small Wan-style VAE on a clip dataset (L1 + KL on random crops)")
+    p.add_argument("dataset", help="dataset folder with manifest.jsonl")
+    p.add_argument("out", help="folder for the VAE (diffusers layout: config.json + safetensors, log.jsonl)")
+    p.add_argument("--preset", default="sim-small", help="VAE preset to train from scratch (default sim-small)")
+    p.add_argument("--init", default="", help="a VAE folder to continue training from (default: random init)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--frames", type=int, default=5, help="frames per training window, 1 + 4k (default 5)")
+    p.add_argument("--crop", type=int, default=64, help="square crop side in pixels (default 64)")
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument("--autocast", default="bf16", choices=("bf16", "none"))
+    p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train_vae)
+    p = tsub.add_parser("export", help="pack a trained DiT and VAE into a built-in model folder (bf16 DiT)")
+    p.add_argument("dit", help="the DiT: a checkpoint's generator/original (or ema) folder")
+    p.add_argument("vae", help="the VAE folder written by `yume train vae`")
+    p.add_argument("out", help="model folder to write (dit/ and vae/), e.g. yume/assets/yume-sim-small")
+    p.set_defaults(func=_export)
 
 
 def _label(args) -> int:
@@ -55,6 +87,20 @@ def _label(args) -> int:
     for clip_id, why in skipped.items():
         print(f"skipped {clip_id}: {why}", file=sys.stderr)
     print(f"{len(clips)} constant-action clips written to {args.out}")
+    return 0
+
+
+def _synth(args) -> int:
+    from yume.data.synth import synth_dataset
+
+    try:
+        h, w = (int(v) for v in args.resolution.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 128x128") from None
+    clips = synth_dataset(args.out, args.clips, first_seed=args.first_seed, height=h, width=w, fps=args.fps,
+                          segments=args.segments, frames_per_segment=args.segment_frames, event_prob=args.event_prob,
+                          on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
+    print(f"{len(clips)} clips written to {args.out}")
     return 0
 
 
@@ -92,6 +138,31 @@ def _cache(args) -> int:
     index = build_cache(args.dataset, args.out, vae, text, resolution=resolution, max_frames=args.max_frames,
                         on_clip=lambda i, n: print(f"{i}: {n} latent frames", flush=True))  # fmt: skip
     print(f"{len(index['clips'])} clips cached in {args.out}")
+    return 0
+
+
+def _train_vae(args) -> int:
+    from yume.train.vae import VAETrainConfig, train_vae
+
+    cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
+                         batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr, kl_weight=args.kl_weight,
+                         autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
+                         seed=args.seed)  # fmt: skip
+
+    def report(m):
+        print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",
+              flush=True)  # fmt: skip
+
+    train_vae(cfg, callback=report)
+    print(f"VAE written to {args.out}")
+    return 0
+
+
+def _export(args) -> int:
+    from yume.train.export import export_builtin
+
+    size = export_builtin(args.dit, args.vae, args.out)
+    print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0
 
 

@@ -1,0 +1,167 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from yume.actions import Action
+from yume.data.clips import check_dataset, iter_clips
+from yume.data.label import label_dataset
+from yume.data.synth import synth_clip, synth_dataset
+from yume.sim import World, render_clip
+from yume.sim.captions import scene_caption
+from yume.sim.detect import EventDetector, frame_features
+from yume.sim.events import EVENTS, Scene, apply_event, event_from_text, event_text, ramp
+
+
+@pytest.fixture(scope="module")
+def clip():
+    world = World(seed=5)
+    frames, poses = render_clip(world, [("W", "→")], 6, 48, 64, supersample=1)
+    return world, frames, poses
+
+
+def test_ramp_starts_at_onset_and_saturates():
+    assert ramp(6, 2, 2).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0, 1.0]
+
+
+def test_every_event_changes_the_frames_and_keeps_shape(clip):
+    world, frames, poses = clip
+    for name in EVENTS:
+        out = apply_event(frames, name, Scene(world, poses), np.ones(len(frames)))
+        assert out.shape == frames.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - frames).mean() > 1.0, name
+    none = apply_event(frames, "night", Scene(world, poses), np.zeros(len(frames)))
+    assert np.array_equal(none, frames)  # strength 0 draws nothing
+
+
+def test_event_effects_show_in_the_statistics_they_should(clip):
+    world, frames, poses = clip
+    scene, full = Scene(world, poses), np.ones(len(frames))
+    base = frame_features(frames)
+    idx = {name: i for i, name in enumerate(("luma", "contrast", "red", "warm_light"))}
+    night = frame_features(apply_event(frames, "night", scene, full))
+    assert night[idx["luma"]] < 0.5 * base[idx["luma"]]
+    fog = frame_features(apply_event(frames, "fog", scene, full))
+    assert fog[idx["contrast"]] < 0.8 * base[idx["contrast"]]
+    balloon = frame_features(apply_event(frames, "balloon", scene, full))
+    assert balloon[idx["red"]] > base[idx["red"]] + 0.002
+    lights = frame_features(apply_event(frames, "street_lights", scene, full))
+    assert lights[idx["warm_light"]] > base[idx["warm_light"]]
+
+
+def test_event_text_round_trips_and_unknown_names_fail():
+    for name in EVENTS:
+        assert event_from_text(f"A street. {event_text(name)}") == name
+    assert event_from_text("A quiet street.") is None
+    with pytest.raises(ValueError, match="unknown event 'hail'"):
+        event_text("hail")
+
+
+def test_detector_tells_events_apart_on_rendered_clips():
+    examples = {}
+    for seed in range(3):
+        world = World(seed=seed)
+        frames, poses = render_clip(world, [("W", "")], 3, 48, 48, supersample=1)
+        examples.setdefault("none", []).append(frames)
+        for name in EVENTS:
+            examples.setdefault(name, []).append(apply_event(frames, name, Scene(world, poses), np.ones(len(frames))))
+    detector = EventDetector.fit(examples)
+    world = World(seed=99)
+    frames, poses = render_clip(world, [("W", "")], 3, 48, 48, supersample=1)
+    assert detector.predict(frames) == "none"
+    for name in ("night", "fog", "balloon", "snow"):
+        assert detector.predict(apply_event(frames, name, Scene(world, poses), np.ones(len(frames)))) == name
+
+
+def test_scene_caption_names_height_colour_and_light():
+    text = scene_caption(World(seed=1))
+    assert text.startswith("A first-person walk along a city street between ")
+    assert any(w in text for w in ("low", "mid-rise", "tall")) and any(w in text for w in ("warm", "cool", "grey"))
+
+
+def test_synth_clip_keeps_the_camera_in_the_street_and_labels_every_transition():
+    frames, poses, actions, caption = synth_clip(7, height=32, width=32, segments=3, frames_per_segment=4)
+    assert frames.shape == (13, 32, 32, 3) and poses.shape == (13, 4, 4) and len(actions) == 12
+    assert np.abs(poses[:, 0, 3]).max() < 4.0
+    assert all(isinstance(a, Action) for a in actions) and caption.endswith(".")
+
+
+def test_synth_writes_a_dataset_that_checks_and_labels_back_to_its_actions(tmp_path):
+    clips = synth_dataset(tmp_path / "raw", 2, height=32, width=32, segments=2, frames_per_segment=8, event_prob=1.0)
+    assert [c.id for c in clips] == ["sim_00000", "sim_00001"]
+    report = check_dataset(tmp_path / "raw", fps=16, min_frames=17)
+    assert not report.bad, report.problems
+    meta = json.loads((tmp_path / "raw" / "clips" / "sim_00000.json").read_text())
+    assert event_from_text(meta["event"]) in EVENTS and len(meta["poses"]) == 17 and len(meta["actions"]) == 16
+    labelled, _ = label_dataset(tmp_path / "raw", tmp_path / "labelled", min_frames=9)
+    truth = {c.id: c.actions for c in iter_clips(tmp_path / "raw")}
+    for c in labelled:
+        source, start = c.id.rsplit("_", 1)
+        assert truth[source][int(start)] == c.action
+
+
+def test_synth_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="num_clips=0"):
+        synth_dataset(tmp_path, 0)
+    with pytest.raises(ValueError, match="event_prob=1.5"):
+        synth_dataset(tmp_path, 1, event_prob=1.5)
+
+
+def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
+    from yume.train.vae import VAETrainConfig, train_vae
+    from yume.vae import WanVAE
+
+    torch.set_num_threads(1)
+    synth_dataset(tmp_path / "raw", 1, height=32, width=32, segments=1, frames_per_segment=8, event_prob=0.0)
+    losses = []
+    cfg = VAETrainConfig(str(tmp_path / "raw"), str(tmp_path / "vae"), steps=3, batch_size=1, crop=32, log_every=1)
+    train_vae(cfg, callback=losses.append)
+    assert [m["step"] for m in losses] == [1, 2, 3] and all(np.isfinite(m["l1"]) for m in losses)
+    vae = WanVAE.from_pretrained(tmp_path / "vae")
+    assert vae.spatial_stride == 8 and vae.z_dim == 16
+    assert vae.config["latents_std"] != [1.0] * 16  # measured, not the preset's placeholder
+    video = torch.zeros(1, 3, 5, 32, 32)
+    assert vae.encode(video).shape == (1, 16, 2, 4, 4)
+
+
+def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():
+    from yume.train.vae import VAETrainConfig
+
+    with pytest.raises(ValueError, match="frames=4 must be 1 \\+ 4k"):
+        VAETrainConfig("d", "o", frames=4)
+
+
+def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, monkeypatch):
+    """`yume train export` writes what `--model yume-sim-small` loads (here from a random sim-small DiT and VAE)."""
+    import yume.world
+    from yume import YumeTransformer
+    from yume.actions import Action
+    from yume.session import SessionConfig, WorldSession
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+    from yume.world import WorldModel
+
+    torch.set_num_threads(1)
+    YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small", seed=0).save_pretrained(tmp_path / "vae")
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "assets" / "yume-sim-small")
+    monkeypatch.setattr(yume.world, "ASSETS", tmp_path / "assets")
+    files = [f for f in (tmp_path / "assets" / "yume-sim-small").rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 30 * 2**20  # the package budget of issue 8
+    world = WorldModel.load("yume-sim-small", device="cpu")
+    assert world.dit.config.in_dim == world.vae.z_dim == 16 and world.default_resolution == (128, 128)
+    assert not world.info.get("random_weights")
+    session = WorldSession(world, "A first-person walk along a city street.", config=SessionConfig(chunk_latents=2, steps=1))
+    assert session.config.history == "tscm"  # the packing it was trained with, not the release's
+    chunk = session.step(Action("W", ""))
+    assert chunk.frames.shape[1:] == (128, 128, 3) and chunk.frames.dtype == np.uint8
+
+
+def test_builtin_sim_model_without_its_weights_says_how_to_rebuild(tmp_path, monkeypatch):
+    import yume.world
+    from yume.world import WorldModel
+
+    monkeypatch.setattr(yume.world, "ASSETS", tmp_path)
+    with pytest.raises(FileNotFoundError, match="docs/sim-model.md"):
+        WorldModel.load("yume-sim-small", device="cpu")

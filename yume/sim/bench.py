@@ -1,0 +1,94 @@
+"""A held-out benchmark of the street world for `yume eval run`, and the event-following check of its videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from yume.actions import ALL_ACTIONS
+from yume.sim.camera import Camera
+from yume.sim.captions import scene_caption
+from yume.sim.detect import NONE, EventDetector
+from yume.sim.events import EVENTS, Scene, apply_event, event_from_text, event_text
+from yume.sim.render import render, render_clip
+from yume.sim.world import World
+
+HELD_OUT_SEED = 100_000  # training data uses world seeds below this
+
+
+def _start(seed: int) -> tuple[World, Camera]:
+    rng = np.random.default_rng([seed, 2])
+    return World(seed=seed), Camera(x=rng.uniform(-2.0, 2.0), z=rng.uniform(-300.0, 300.0), yaw=rng.uniform(-20, 20))
+
+
+def write_benchmark(out: str | Path, num_scenes: int = 12, *, first_seed: int = HELD_OUT_SEED, chunks: int = 3,
+                    height: int = 128, width: int = 128, frames_per_chunk: int = 32) -> Path:  # fmt: skip
+    """out/bench.json + out/start/<seed>.png: per held-out world, one case without and one with an event.
+
+    Every case starts from a rendered image of an unseen world with its scene caption; actions are drawn from the
+    81 with pitch kept within reach; the event case asks for one of the six events (in turn) from chunk 1 on.
+    """
+    out = Path(out)
+    (out / "start").mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    names, cases = list(EVENTS), []
+    for i in range(num_scenes):
+        seed = first_seed + i
+        world, camera = _start(seed)
+        Image.fromarray(render(world, camera, height, width, supersample=2)).save(out / "start" / f"{seed}.png")
+        rng = np.random.default_rng([seed, 3])
+        for kind in ("plain", "event"):
+            actions = [ALL_ACTIONS[j] for j in rng.integers(len(ALL_ACTIONS), size=chunks)]
+            case = {"id": f"{seed}-{kind}", "prompt": scene_caption(world, camera.z), "image": f"start/{seed}.png",
+                    "actions": [str(a) for a in actions], "seed": i}  # fmt: skip
+            if kind == "event":
+                case["events"] = {"1": event_text(names[i % len(names)])}
+            cases.append(case)
+    bench = {"defaults": {"height": height, "width": width, "frames_per_chunk": frames_per_chunk}, "cases": cases}
+    path = out / "bench.json"
+    path.write_text(json.dumps(bench, indent=1, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 500, height: int = 128,
+                      width: int = 128, frames: int = 8, transform=None) -> dict[str, list[np.ndarray]]:  # fmt: skip
+    """label -> frame stacks [frames, H, W, 3] of rendered walks, plain ("none") and with each event at full strength.
+
+    `transform(frames) -> frames` (e.g. a VAE round trip) puts the examples in the generated videos' domain.
+    """
+    out: dict[str, list[np.ndarray]] = {}
+    for i in range(num_worlds):
+        world, camera = _start(first_seed + i)
+        action = ALL_ACTIONS[np.random.default_rng(first_seed + i).integers(len(ALL_ACTIONS))]
+        clip, poses = render_clip(world, [action], frames - 1, height, width, camera=camera, supersample=1)
+        variants = {NONE: clip} | {n: apply_event(clip, n, Scene(world, poses), np.ones(len(clip))) for n in EVENTS}
+        for name, video in variants.items():
+            out.setdefault(name, []).append(transform(video) if transform else video)
+    return out
+
+
+def event_following(videos: str | Path, detector: EventDetector) -> dict:
+    """Per video written by `yume eval run --videos`: the event its last chunk asked for vs the detected one.
+
+    Returns {"cases": [{"id", "asked", "detected"}], "event_hit_rate" (event cases whose event is detected),
+    "false_event_rate" (plain cases where an event is detected)}.
+    """
+    from yume.video import read_video
+
+    rows = []
+    for sidecar in sorted(Path(videos).glob("*.json")):
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        frames, _ = read_video(sidecar.with_suffix(".mp4"))
+        last = meta["chunks"][-1]
+        asked = event_from_text(last.get("event")) or NONE
+        rows.append({"id": sidecar.stem, "asked": asked, "detected": detector.predict(frames[-last["frames"] :])})
+    events = [r for r in rows if r["asked"] != NONE]
+    plain = [r for r in rows if r["asked"] == NONE]
+    return {
+        "cases": rows,
+        "event_hit_rate": float(np.mean([r["asked"] == r["detected"] for r in events])) if events else None,
+        "false_event_rate": float(np.mean([r["detected"] != NONE for r in plain])) if plain else None,
+    }

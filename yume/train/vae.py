@@ -1,0 +1,142 @@
+"""`yume train vae`: fit a Wan-style VAE to a clip dataset with an L1 + KL loss, then measure its latent statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yume.data.clips import iter_clips, read_frames
+from yume.vae import WanVAE
+
+
+@dataclass
+class VAETrainConfig:
+    """One VAE run: random `frames` x `crop` x `crop` windows of the dataset's clips, `batch_size` per step."""
+
+    dataset: str
+    out: str
+    preset: str = "sim-small"
+    init: str = ""  # a VAE folder to continue from (e.g. to fine-tune on longer windows); "" = random `preset`
+    steps: int = 2000
+    batch_size: int = 4
+    frames: int = 5  # 1 + 4k: whole latent frames
+    crop: int = 64
+    lr: float = 3e-4
+    final_lr_ratio: float = 0.1  # cosine decay from lr to lr * final_lr_ratio
+    kl_weight: float = 1e-6
+    autocast: str = "bf16"
+    seed: int = 0
+    max_clips: int = 0  # 0 = every clip of the dataset
+    stats_clips: int = 32  # clips encoded whole to measure the per-channel latent mean / std
+    log_every: int = 50
+    max_minutes: float = 0.0  # > 0: stop after this wall time; the lr schedule runs on max(step, time) progress
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 1")
+        if self.frames < 1 or (self.frames - 1) % 4:
+            raise ValueError(f"frames={self.frames} must be 1 + 4k (whole latent frames), e.g. 5 or 9")
+        if self.autocast not in ("bf16", "none"):
+            raise ValueError(f"autocast={self.autocast!r} must be 'bf16' or 'none'")
+
+
+def load_videos(dataset: str | Path, max_clips: int = 0) -> list[np.ndarray]:
+    """Every clip's frames [T, H, W, 3] uint8 (its [start, stop) range), at most `max_clips` clips (0 = all)."""
+    videos = []
+    for clip in iter_clips(dataset):
+        videos.append(read_frames(clip.video, clip.start, clip.stop))
+        if max_clips and len(videos) >= max_clips:
+            break
+    if not videos:
+        raise ValueError(f"dataset {dataset} has no clips")
+    return videos
+
+
+def sample_batch(videos: list[np.ndarray], rng: np.random.Generator, batch: int, frames: int, crop: int) -> torch.Tensor:
+    """Random windows [B, 3, frames, crop, crop] in [-1, 1], each from a random clip, start and position."""
+    out = []
+    for _ in range(batch):
+        v = videos[rng.integers(len(videos))]
+        t, h, w, _ = v.shape
+        if t < frames or h < crop or w < crop:
+            raise ValueError(f"a clip of {t} frames at {h}x{w} is smaller than the {frames} x {crop} x {crop} window")
+        t0, y0, x0 = rng.integers(t - frames + 1), rng.integers(h - crop + 1), rng.integers(w - crop + 1)
+        out.append(v[t0 : t0 + frames, y0 : y0 + crop, x0 : x0 + crop])
+    x = torch.from_numpy(np.stack(out)).permute(0, 4, 1, 2, 3).float()  # [B, 3, T, H, W]
+    return x / 127.5 - 1.0
+
+
+def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
+    """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements."""
+    posterior = vae.model.encode(x).latent_dist
+    z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(x.device)
+    recon = vae.model.decode(z).sample.float()
+    l1 = (recon - x).abs().mean()
+    kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1.0 - posterior.logvar.float()).mean()
+    return l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def latent_statistics(vae: WanVAE, videos: list[np.ndarray]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the raw (unnormalised) posterior means over whole clips (cut to 1 + 4k frames)."""
+    zs = []
+    for v in videos:
+        t = 1 + (len(v) - 1) // 4 * 4
+        x = torch.from_numpy(v[:t]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+        zs.append(vae.model.encode(x).latent_dist.mean.float().transpose(0, 1).reshape(vae.z_dim, -1))
+    z = torch.cat(zs, dim=1)
+    return [round(float(m), 5) for m in z.mean(1)], [round(float(s), 5) for s in z.std(1)]
+
+
+def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = None) -> WanVAE:
+    """Train `cfg.preset` from scratch (or continue `cfg.init`), write it to cfg.out (diffusers layout, measured latent stats) and return it."""
+    videos = load_videos(cfg.dataset, cfg.max_clips)
+    rng = np.random.default_rng(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    vae = WanVAE.from_pretrained(cfg.init) if cfg.init else WanVAE.from_config(cfg.preset, seed=cfg.seed)
+    vae.model.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.autocast == "bf16" else nullcontext()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1), encoding="utf-8")
+    start = time.perf_counter()
+    with (out / "log.jsonl").open("w", encoding="utf-8") as log:
+        for step in range(cfg.steps):
+            elapsed = time.perf_counter() - start
+            if cfg.max_minutes and elapsed > 60 * cfg.max_minutes:
+                break
+            progress = step / max(cfg.steps - 1, 1)
+            if cfg.max_minutes:
+                progress = max(progress, elapsed / (60 * cfg.max_minutes))
+            lr = cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop)
+            with amp:
+                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"VAE loss is {loss.item()} at step {step + 1}; lower lr (now {cfg.lr})")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+                metrics.update(step=step + 1, lr=lr, elapsed_s=round(time.perf_counter() - start, 1))
+                log.write(json.dumps(metrics) + "\n")
+                log.flush()
+                if callback is not None:
+                    callback(metrics)
+    vae.model.eval().requires_grad_(False)
+    mean, std = latent_statistics(vae, videos[: cfg.stats_clips])
+    vae.model.register_to_config(latents_mean=mean, latents_std=std)
+    vae.save_pretrained(out)
+    return vae
