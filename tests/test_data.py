@@ -13,15 +13,6 @@ from yume.data.loader import LatentLoader
 from yume.sim import Camera, step_camera
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two shared cores: a second intra-op thread only adds contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def trajectory(actions, frames_per_action):
     cam, poses = Camera(), [Camera().pose()]
     for a in actions:

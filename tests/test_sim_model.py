@@ -112,7 +112,6 @@ def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
     from yume.train.vae import VAETrainConfig, train_vae
     from yume.vae import WanVAE
 
-    torch.set_num_threads(1)
     synth_dataset(tmp_path / "raw", 1, height=32, width=32, segments=1, frames_per_segment=8, event_prob=0.0)
     losses = []
     cfg = VAETrainConfig(str(tmp_path / "raw"), str(tmp_path / "vae"), steps=3, batch_size=1, crop=32, log_every=1)
@@ -142,7 +141,6 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     from yume.vae import WanVAE
     from yume.world import WorldModel
 
-    torch.set_num_threads(1)
     YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
     WanVAE.from_config("sim-small", seed=0).save_pretrained(tmp_path / "vae")
     export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "assets" / "yume-sim-small")

@@ -20,14 +20,6 @@ from yume.train.self_forcing import few_step_sigmas, rollout
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two shared cores: a second intra-op thread only adds contention (20x slower steps measured).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

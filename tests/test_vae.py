@@ -7,15 +7,6 @@ from safetensors.torch import load_file, save_file
 from yume.vae import WanVAE, original_key_map
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny convolutions gain nothing from threads; on a busy 2-core machine spinning threads made them ~10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def vae():
     return WanVAE.from_config("tiny", seed=0)

@@ -109,12 +109,8 @@ class YumeI2VTransformer(YumeTransformer):
         image:   CLIP penultimate features [B, 257, image_dim]
         """
         cfg = self.config
-        if x.ndim != 5 or x.shape[1] != cfg.out_dim:
-            raise ValueError(f"latents must be [B, {cfg.out_dim}, F, H, W], got {tuple(x.shape)}")
-        b, _, f, h, w = x.shape
+        b, f, h, w = self.check_latents(x, cfg.out_dim)
         p = cfg.patch_size[1]
-        if h % p or w % p:
-            raise ValueError(f"latent height/width {h}×{w} must be multiples of the patch size {p}")
         if history is not None and history.shape[2] > 0:
             if history.shape[:2] != x.shape[:2] or history.shape[3:] != x.shape[3:]:
                 raise ValueError(f"history latents {tuple(history.shape)} do not match the chunk {tuple(x.shape)}")

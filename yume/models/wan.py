@@ -257,12 +257,8 @@ class YumeTransformer(nn.Module):
                  "tscm" or a `TSCMPolicy`); with `memory_dim` > 0 the chunk also reads TSCM's channel-stream memory
         """
         cfg = self.config
-        if x.ndim != 5 or x.shape[1] != cfg.in_dim:
-            raise ValueError(f"latents must be [B, {cfg.in_dim}, F, H, W], got {tuple(x.shape)}")
-        b, _, f, h, w = x.shape
+        b, f, h, w = self.check_latents(x, cfg.in_dim)
         p = cfg.patch_size[1]
-        if h % p or w % p:
-            raise ValueError(f"latent height/width {h}×{w} must be multiples of the patch size {p}")
         device = x.device
         grid = (f, h // p, w // p)
         chunk = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
@@ -282,6 +278,16 @@ class YumeTransformer(nn.Module):
             positions = grid_positions(*grid, device=device)
         out = self.run_blocks(tokens, sigma_tokens, positions, self.embed_context(context, b), chunk.shape[1], memory)
         return self.unpatchify(out, grid)
+
+    def check_latents(self, x: torch.Tensor, channels: int) -> tuple[int, int, int, int]:
+        """(B, F, H, W) of chunk latents [B, channels, F, H, W], or a ValueError saying what is wrong."""
+        if x.ndim != 5 or x.shape[1] != channels:
+            raise ValueError(f"latents must be [B, {channels}, F, H, W], got {tuple(x.shape)}")
+        b, _, f, h, w = x.shape
+        p = self.config.patch_size[1]
+        if h % p or w % p:
+            raise ValueError(f"latent height/width {h}×{w} must be multiples of the patch size {p}")
+        return b, f, h, w
 
     def pack_history(self, history: torch.Tensor, policy, height: int, width: int):
         """Tokens [B, L_h, dim] and RoPE positions [L_h, 3] of history latents under a policy, and the frame index
