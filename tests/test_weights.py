@@ -158,3 +158,18 @@ def test_inspect_recognises_plain_wan_in_diffusers_layout(tmp_path, capsys):
 def test_inspect_missing_path_is_a_clear_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_name_table_maps_the_5b_keys_onto_diffusers_and_back():
+    from diffusers import WanTransformer3DModel
+
+    from yume.models.weights import rename_key
+
+    ours = YumeTransformer.from_config("wan2.2-ti2v-5b", device="meta").state_dict()
+    with torch.device("meta"):
+        ref = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48,
+                                    out_channels=48, text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30)  # fmt: skip
+    theirs = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    mapped = {rename_key(k, "to_diffusers"): tuple(v.shape) for k, v in ours.items()}
+    assert mapped == theirs
+    assert all(rename_key(rename_key(k, "to_diffusers"), "to_original") == k for k in ours)

@@ -17,63 +17,45 @@ from yume.config import ModelConfig, model_config
 DIT_FILE = "diffusion_pytorch_model.safetensors"
 DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 
-# Original Wan name -> diffusers WanTransformer3DModel name (release.md). Applied as prefix rewrites on dotted paths.
-_ORIGINAL_TO_DIFFUSERS = [
-    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
-    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
-    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
-    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
-    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
-    (r"^head\.head\.", "proj_out."),
-    (r"^head\.modulation$", "scale_shift_table"),
-    (r"^blocks\.(\d+)\.modulation$", r"blocks.\1.scale_shift_table"),
-    (r"^blocks\.(\d+)\.self_attn\.([qkv])\.", r"blocks.\1.attn1.to_\2."),
-    (r"^blocks\.(\d+)\.self_attn\.o\.", r"blocks.\1.attn1.to_out.0."),
-    (r"^blocks\.(\d+)\.self_attn\.norm_([qk])\.", r"blocks.\1.attn1.norm_\2."),
-    (r"^blocks\.(\d+)\.cross_attn\.([qkv])\.", r"blocks.\1.attn2.to_\2."),
-    (r"^blocks\.(\d+)\.cross_attn\.o\.", r"blocks.\1.attn2.to_out.0."),
-    (r"^blocks\.(\d+)\.cross_attn\.norm_([qk])\.", r"blocks.\1.attn2.norm_\2."),
-    (r"^blocks\.(\d+)\.norm3\.", r"blocks.\1.norm2."),
-    (r"^blocks\.(\d+)\.ffn\.0\.", r"blocks.\1.ffn.net.0.proj."),
-    (r"^blocks\.(\d+)\.ffn\.2\.", r"blocks.\1.ffn.net.2."),
+# (original Wan name, diffusers WanTransformer3DModel name) prefixes (release.md); "{i}" is a block index and an
+# entry without a trailing dot is a whole key. Both renaming directions are derived from this one table.
+_NAME_PAIRS = [
+    ("time_embedding.0.", "condition_embedder.time_embedder.linear_1."),
+    ("time_embedding.2.", "condition_embedder.time_embedder.linear_2."),
+    ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
+    ("text_embedding.2.", "condition_embedder.text_embedder.linear_2."),
+    ("time_projection.1.", "condition_embedder.time_proj."),
+    ("head.head.", "proj_out."),
+    ("head.modulation", "scale_shift_table"),
+    ("blocks.{i}.modulation", "blocks.{i}.scale_shift_table"),
+    *[(f"blocks.{{i}}.{ours}.{x}.", f"blocks.{{i}}.{theirs}.to_{x}.") for ours, theirs in
+      (("self_attn", "attn1"), ("cross_attn", "attn2")) for x in "qkv"],
+    ("blocks.{i}.self_attn.o.", "blocks.{i}.attn1.to_out.0."),
+    ("blocks.{i}.cross_attn.o.", "blocks.{i}.attn2.to_out.0."),
+    *[(f"blocks.{{i}}.{ours}.norm_{x}.", f"blocks.{{i}}.{theirs}.norm_{x}.") for ours, theirs in
+      (("self_attn", "attn1"), ("cross_attn", "attn2")) for x in "qk"],
+    ("blocks.{i}.norm3.", "blocks.{i}.norm2."),  # the affine cross-attention norm
+    ("blocks.{i}.ffn.0.", "blocks.{i}.ffn.net.0.proj."),
+    ("blocks.{i}.ffn.2.", "blocks.{i}.ffn.net.2."),
     # Wan2.1-I2V image branch (yume.models.i2v).
-    (r"^blocks\.(\d+)\.cross_attn\.k_img\.", r"blocks.\1.attn2.add_k_proj."),
-    (r"^blocks\.(\d+)\.cross_attn\.v_img\.", r"blocks.\1.attn2.add_v_proj."),
-    (r"^blocks\.(\d+)\.cross_attn\.norm_k_img\.", r"blocks.\1.attn2.norm_added_k."),
-    (r"^img_emb\.proj\.0\.", "condition_embedder.image_embedder.norm1."),
-    (r"^img_emb\.proj\.1\.", "condition_embedder.image_embedder.ff.net.0.proj."),
-    (r"^img_emb\.proj\.3\.", "condition_embedder.image_embedder.ff.net.2."),
-    (r"^img_emb\.proj\.4\.", "condition_embedder.image_embedder.norm2."),
-]
-_DIFFUSERS_TO_ORIGINAL = [
-    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
-    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
-    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
-    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
-    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
-    (r"^proj_out\.", "head.head."),
-    (r"^scale_shift_table$", "head.modulation"),
-    (r"^blocks\.(\d+)\.scale_shift_table$", r"blocks.\1.modulation"),
-    (r"^blocks\.(\d+)\.attn1\.to_([qkv])\.", r"blocks.\1.self_attn.\2."),
-    (r"^blocks\.(\d+)\.attn1\.to_out\.0\.", r"blocks.\1.self_attn.o."),
-    (r"^blocks\.(\d+)\.attn1\.norm_([qk])\.", r"blocks.\1.self_attn.norm_\2."),
-    (r"^blocks\.(\d+)\.attn2\.to_([qkv])\.", r"blocks.\1.cross_attn.\2."),
-    (r"^blocks\.(\d+)\.attn2\.to_out\.0\.", r"blocks.\1.cross_attn.o."),
-    (r"^blocks\.(\d+)\.attn2\.norm_([qk])\.", r"blocks.\1.cross_attn.norm_\2."),
-    (r"^blocks\.(\d+)\.norm2\.", r"blocks.\1.norm3."),
-    (r"^blocks\.(\d+)\.ffn\.net\.0\.proj\.", r"blocks.\1.ffn.0."),
-    (r"^blocks\.(\d+)\.ffn\.net\.2\.", r"blocks.\1.ffn.2."),
-    (r"^blocks\.(\d+)\.attn2\.add_k_proj\.", r"blocks.\1.cross_attn.k_img."),
-    (r"^blocks\.(\d+)\.attn2\.add_v_proj\.", r"blocks.\1.cross_attn.v_img."),
-    (r"^blocks\.(\d+)\.attn2\.norm_added_k\.", r"blocks.\1.cross_attn.norm_k_img."),
-    (r"^condition_embedder\.image_embedder\.norm1\.", "img_emb.proj.0."),
-    (r"^condition_embedder\.image_embedder\.ff\.net\.0\.proj\.", "img_emb.proj.1."),
-    (r"^condition_embedder\.image_embedder\.ff\.net\.2\.", "img_emb.proj.3."),
-    (r"^condition_embedder\.image_embedder\.norm2\.", "img_emb.proj.4."),
-]
+    ("blocks.{i}.cross_attn.k_img.", "blocks.{i}.attn2.add_k_proj."),
+    ("blocks.{i}.cross_attn.v_img.", "blocks.{i}.attn2.add_v_proj."),
+    ("blocks.{i}.cross_attn.norm_k_img.", "blocks.{i}.attn2.norm_added_k."),
+    ("img_emb.proj.0.", "condition_embedder.image_embedder.norm1."),
+    ("img_emb.proj.1.", "condition_embedder.image_embedder.ff.net.0.proj."),
+    ("img_emb.proj.3.", "condition_embedder.image_embedder.ff.net.2."),
+    ("img_emb.proj.4.", "condition_embedder.image_embedder.norm2."),
+]  # fmt: skip
+
+
+def _rule(source: str, target: str) -> tuple[re.Pattern, str]:
+    pattern = "^" + re.escape(source).replace(re.escape("{i}"), r"(\d+)") + ("" if source.endswith(".") else "$")
+    return re.compile(pattern), target.replace("{i}", r"\1")
+
+
 _COMPILED = {
-    "to_diffusers": [(re.compile(a), b) for a, b in _ORIGINAL_TO_DIFFUSERS],
-    "to_original": [(re.compile(a), b) for a, b in _DIFFUSERS_TO_ORIGINAL],
+    "to_diffusers": [_rule(ours, theirs) for ours, theirs in _NAME_PAIRS],
+    "to_original": [_rule(theirs, ours) for ours, theirs in _NAME_PAIRS],
 }
 
 
