@@ -3,66 +3,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference import diffusers_twin, randomize
 
 from yume import YumeTransformer
 from yume.config import ModelConfig
 from yume.models import history as hist
-from yume.models.weights import rename_key
 
 # The release's key list (a copy of shared/spec/yume-5b-720p-keys.tsv, read from the published checkpoint).
 SPEC = Path(__file__).resolve().parent / "data" / "yume-5b-720p-keys.tsv"
-
-
-def randomize(model, std=0.2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-def diffusers_twin(model):
-    from diffusers import WanTransformer3DModel
-
-    cfg = model.config
-    ref = WanTransformer3DModel(
-        patch_size=cfg.patch_size,
-        num_attention_heads=cfg.num_heads,
-        attention_head_dim=cfg.head_dim,
-        in_channels=cfg.in_dim,
-        out_channels=cfg.out_dim,
-        text_dim=cfg.text_dim,
-        freq_dim=cfg.freq_dim,
-        ffn_dim=cfg.ffn_dim,
-        num_layers=cfg.num_layers,
-        cross_attn_norm=cfg.cross_attn_norm,
-        qk_norm="rms_norm_across_heads",
-        eps=cfg.eps,
-    ).eval()
-    state = {rename_key(k, "to_diffusers"): v for k, v in model.state_dict().items()}
-    ref.load_state_dict(state, strict=True)
-    return ref
-
-
-class Float64Sinusoid(torch.nn.Module):
-    """Wan computes the timestep sinusoid in float64; diffusers in float32. Give diffusers Wan's, to compare the rest."""
-
-    def __init__(self, half):
-        super().__init__()
-        self.half = half
-
-    def forward(self, t):
-        half = self.half
-        freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64) / half)
-        args = t.double()[:, None] * freqs
-        return torch.cat([args.cos(), args.sin()], dim=1).float()
 
 
 @pytest.fixture(scope="module")
 def pair():
     model = randomize(YumeTransformer.from_config("tiny-wan"), std=0.1).float().eval()
     ref = diffusers_twin(model)
-    ref.condition_embedder.timesteps_proj = Float64Sinusoid(model.config.freq_dim // 2)
     return model, ref
 
 

@@ -1,51 +1,12 @@
 
 import pytest
 import torch
+from reference import diffusers_twin, randomize
 
 from yume.config import MODEL_PRESETS
 from yume.models import history as hist
 from yume.models.i2v import YumeI2VTransformer
-from yume.models.weights import rename_key
 
-
-def randomize(model, std=0.1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
-
-
-class Float64Sinusoid(torch.nn.Module):
-    """Wan computes the timestep sinusoid in float64, diffusers in float32: give diffusers Wan's to compare the rest."""
-
-    def __init__(self, half):
-        super().__init__()
-        self.half = half
-
-    def forward(self, t):
-        freqs = torch.pow(10000.0, -torch.arange(self.half, dtype=torch.float64) / self.half)
-        args = t.double()[:, None] * freqs
-        return torch.cat([args.cos(), args.sin()], dim=1).float()
-
-
-def diffusers_twin(model):
-    from diffusers import WanTransformer3DModel
-
-    cfg = model.config
-    ref = WanTransformer3DModel(
-        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
-        in_channels=cfg.in_dim, out_channels=cfg.out_dim, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
-        ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=cfg.cross_attn_norm,
-        qk_norm="rms_norm_across_heads", eps=cfg.eps, image_dim=cfg.image_dim, added_kv_proj_dim=cfg.dim,
-    ).eval()  # fmt: skip
-    state = {rename_key(k, "to_diffusers"): v for k, v in model.state_dict().items() if not k.startswith("patch_embedding_")}
-    ref.load_state_dict(state, strict=True)
-    ref.condition_embedder.timesteps_proj = Float64Sinusoid(cfg.freq_dim // 2)
-    return ref
-
-
-# diffusers hard-codes 512 text tokens in its I2V attention processor.
 PARITY = MODEL_PRESETS["tiny-i2v"].replace(text_len=512)
 
 

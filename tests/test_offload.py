@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reference import randomize
 
 from yume import YumeTransformer
 from yume.models.i2v import YumeI2VTransformer
@@ -13,12 +14,7 @@ from yume.world import WorldModel
 
 
 def randomized(model_class, name, seed=0):
-    model = model_class.from_config(name)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-    return model.eval()
+    return randomize(model_class.from_config(name), seed=seed).eval()
 
 
 def test_offloaded_blocks_give_identical_outputs_and_return_to_the_offload_device():

@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import reference
 import torch
 
 from yume import YumeTransformer
@@ -11,14 +12,9 @@ from yume.models import tscm
 from yume.models.weights import CheckpointError
 
 
-def randomize(model, std=0.1, seed=0, skip="memory"):
+def randomize(model, std=0.1, seed=0):
     """Random weights everywhere except the memory branch (which keeps its init, FC up zero)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if skip not in name:
-                p.copy_(torch.randn(p.shape, generator=g) * std)
-    return model
+    return reference.randomize(model, std, seed, skip="memory")
 
 
 def inputs(frames=13, seed=1):

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from reference import randomize
 from safetensors.torch import save_file
 
 from yume import YumeTransformer
@@ -10,12 +11,7 @@ from yume.models.weights import CheckpointError
 
 
 def random_model(name="tiny", seed=0):
-    model = YumeTransformer.from_config(name, seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
+    return randomize(YumeTransformer.from_config(name, seed=seed), std=0.05, seed=seed).eval()
 
 
 def assert_same_weights(a, b):
