@@ -63,8 +63,40 @@ def prepare_frames(frames: np.ndarray, resolution: tuple[int, int] | None, multi
     return video[None, :, :, top : top + th, left : left + tw].clamp(-1, 1)
 
 
+def encode_clip(clip: Clip, vae, text_encoder, *, resolution=None, max_frames=None, vocab: str = "1.5"):
+    """One clip -> (latents [C, F, h, w], action index per latent, texts): texts["scene"] is the scene/event
+    embedding [L, D], texts[i] the joined caption of action index i for every i the clip shows."""
+    stride = vae.temporal_stride
+    frames = read_frames(clip.video, clip.start, clip.stop)
+    if max_frames is not None:
+        frames = frames[:max_frames]
+    usable = 1 + (len(frames) - 1) // stride * stride
+    video = prepare_frames(frames[:usable], resolution)
+    with torch.no_grad():
+        latents = vae.encode(video.to(vae.device))[0].float().cpu().contiguous()
+    per_latent = latent_actions(clip.transition_actions(usable), latents.shape[1], stride)
+    used = sorted(set(per_latent))
+    scene = scene_text(clip)
+    joined_texts = [caption(ALL_ACTIONS[i], scene, vocab) if i >= 0 else scene for i in used]
+    embs = text_encoder.encode([scene, *joined_texts])
+    texts = {"scene": embs[0]} | {i: e for i, e in zip(used, embs[1:])}  # action index -> joined caption
+    return latents, per_latent, {k: v.float().cpu().contiguous() for k, v in texts.items()}
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(vae, text_encoder, options: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(vae=vae, text_encoder=text_encoder, options=options)
+
+
+def _encode_in_worker(clip: Clip):
+    return encode_clip(clip, _WORKER["vae"], _WORKER["text_encoder"], **_WORKER["options"])
+
+
 def build_cache(
-    dataset: str | Path,
+    dataset: str | Path | list[str | Path],
     out: str | Path,
     vae,
     text_encoder,
@@ -73,18 +105,29 @@ def build_cache(
     max_frames: int | None = None,
     vocab: str = "1.5",
     shard_bytes: int = 1 << 30,
+    workers: int = 1,
     on_clip=None,
 ) -> dict:
-    """Encode every clip of `dataset` once into `out`; returns the index. `on_clip(id, num_latents)` reports progress.
+    """Encode every clip of `dataset` (one folder or several) once into `out`; returns the index.
 
     Clips are cut to 1 + 4k frames (and to `max_frames`); `vae` is a `yume.vae.WanVAE`, `text_encoder` a
-    `yume.models.text.TextEncoder` whose dim is the DiT's text_dim.
+    `yume.models.text.TextEncoder` whose dim is the DiT's text_dim. `workers` > 1 encodes clips in that many
+    processes (one CPU thread each unless there are threads to spare); the cache is the same as with one.
+    `on_clip(id, num_latents)` reports progress, in clip order.
     """
     from safetensors.torch import save_file
 
+    datasets = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
+    clips = [clip for d in datasets for clip in iter_clips(d)]
+    if not clips:
+        raise ValueError(f"dataset {', '.join(map(str, datasets))} has no clips to cache")
+    seen: dict[str, int] = Counter(c.id for c in clips)
+    repeated = sorted(i for i, n in seen.items() if n > 1)
+    if repeated:
+        raise ValueError(f"clip ids {', '.join(repeated[:5])} appear more than once across {', '.join(map(str, datasets))}; "
+                         "clip ids must be unique in one cache (e.g. synthesise with different --first-seed)")  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stride = vae.temporal_stride
     actions = [action_caption(a, vocab) for a in ALL_ACTIONS]
     text = {f"action/{i}": e for i, e in enumerate(text_encoder.encode(actions))}
     text["empty"] = text_encoder.encode([""])[0]
@@ -100,40 +143,43 @@ def build_cache(
             shards.append(name)
             shard, shard_size = {}, 0
 
+    options = dict(resolution=resolution, max_frames=max_frames, vocab=vocab)
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        # spawn, not fork: a forked child of a process that already ran OpenMP work can hang in its first matmul.
+        threads = max(1, torch.get_num_threads() // workers)
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_init_worker, initargs=(vae.to("cpu"), text_encoder, options, threads)
+        )
+        results = pool.imap(_encode_in_worker, clips)  # in clip order, so the cache equals a one-process one
+    else:
+        results = (encode_clip(c, vae, text_encoder, **options) for c in clips)
     grid = None
-    for clip in iter_clips(dataset):
-        frames = read_frames(clip.video, clip.start, clip.stop)
-        if max_frames is not None:
-            frames = frames[:max_frames]
-        usable = 1 + (len(frames) - 1) // stride * stride
-        video = prepare_frames(frames[:usable], resolution)
-        latents = vae.encode(video)[0].float().cpu().contiguous()  # [48, F, h, w]
-        if grid is None:
-            grid = tuple(latents.shape[2:])
-        elif tuple(latents.shape[2:]) != grid:
-            raise ValueError(
-                f"clip {clip.id} gives latents {tuple(latents.shape[2:])}, others {grid}: one cache holds one "
-                "resolution; pass a resolution to resize every clip"
-            )
-        per_latent = latent_actions(clip.transition_actions(usable), latents.shape[1], stride)
-        used = sorted(set(per_latent))
-        scene = scene_text(clip)
-        joined_texts = [caption(ALL_ACTIONS[i], scene, vocab) if i >= 0 else scene for i in used]
-        embs = text_encoder.encode([scene, *joined_texts])
-        shard[f"latents/{clip.id}"] = latents
-        shard[f"scene/{clip.id}"] = embs[0].float().cpu().contiguous()
-        for i, e in zip(used, embs[1:]):
-            shard[f"joined/{clip.id}/{i}"] = e.float().cpu().contiguous()
-        entries.append({"id": clip.id, "shard": f"shard-{len(shards):05d}.safetensors", "frames": latents.shape[1],
-                        "actions": per_latent})  # fmt: skip
-        shard_size += sum(t.numel() * t.element_size() for t in embs) + latents.numel() * 4
-        if on_clip is not None:
-            on_clip(clip.id, latents.shape[1])
-        if shard_size >= shard_bytes:
-            flush()
+    try:
+        for clip, (latents, per_latent, texts) in zip(clips, results):
+            if grid is None:
+                grid = tuple(latents.shape[2:])
+            elif tuple(latents.shape[2:]) != grid:
+                raise ValueError(
+                    f"clip {clip.id} gives latents {tuple(latents.shape[2:])}, others {grid}: one cache holds one "
+                    "resolution; pass a resolution to resize every clip"
+                )
+            shard[f"latents/{clip.id}"] = latents
+            for key, emb in texts.items():
+                shard[f"scene/{clip.id}" if key == "scene" else f"joined/{clip.id}/{key}"] = emb
+            entries.append({"id": clip.id, "shard": f"shard-{len(shards):05d}.safetensors", "frames": latents.shape[1],
+                            "actions": per_latent})  # fmt: skip
+            shard_size += sum(t.numel() * t.element_size() for t in texts.values()) + latents.numel() * 4
+            if on_clip is not None:
+                on_clip(clip.id, latents.shape[1])
+            if shard_size >= shard_bytes:
+                flush()
+    finally:
+        if pool is not None:
+            pool.terminate()
     flush()
-    if not entries:
-        raise ValueError(f"dataset {dataset} has no clips to cache")
     index = {
         "format": FORMAT,
         "latent_channels": vae.z_dim,

@@ -36,8 +36,10 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_check)
 
     p = dsub.add_parser("cache", help="VAE- and T5-encode every clip once into safetensors shards")
-    p.add_argument("dataset", help="dataset folder with manifest.jsonl")
+    p.add_argument("dataset", nargs="+", help="dataset folder(s) with manifest.jsonl; clip ids must not repeat")
     p.add_argument("out", help="cache folder to write")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes encoding clips at once (CPU; e.g. the number of cores); the cache is the same")
     p.add_argument("--vae", default="tiny", help="'tiny' (random test VAE) or a Wan2.2 VAE file/folder")
     p.add_argument("--text-encoder", default="tiny", help="'tiny' (random test T5) or a Wan/diffusers model folder")
     p.add_argument("--text-dim", type=int, default=32, help="width of the tiny text encoder (the DiT's text_dim)")
@@ -135,8 +137,10 @@ def _cache(args) -> int:
         except ValueError:
             raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 704x1280") from None
         resolution = (h, w)
+    if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
+        raise ValueError(f"--workers {args.workers}: give 1, or more than 1 only with --device cpu")
     index = build_cache(args.dataset, args.out, vae, text, resolution=resolution, max_frames=args.max_frames,
-                        on_clip=lambda i, n: print(f"{i}: {n} latent frames", flush=True))  # fmt: skip
+                        workers=args.workers, on_clip=lambda i, n: print(f"{i}: {n} latent frames", flush=True))  # fmt: skip
     print(f"{len(index['clips'])} clips cached in {args.out}")
     return 0
 
