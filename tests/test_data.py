@@ -129,6 +129,25 @@ def test_cache_holds_vae_latents_texts_and_per_latent_actions(cache):
     torch.testing.assert_close(dec[:5], c.action_embeddings[a.actions[0]][:5])
 
 
+def test_cache_from_two_datasets_with_two_workers_equals_the_one_process_cache(cache, tmp_path):
+    from safetensors.torch import load_file
+
+    root, vae, text = cache
+    other = tmp_path / "other"
+    write_manifest(other, [write_clip(other, "c", frames(9, 64, 3), 16, "a bridge", actions=[Action("S")] * 8)])
+    build_cache([root, other], tmp_path / "one", vae, text)
+    build_cache([root, other], tmp_path / "two", vae, text, workers=2)
+    one, two = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
+    assert one == two and [c["id"] for c in one["clips"]] == ["a", "b", "c"]
+    for name in ("shard-00000.safetensors", "text.safetensors"):
+        a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k])
+    with pytest.raises(ValueError, match="clip ids a, b appear more than once"):
+        build_cache([root, root], tmp_path / "twice", vae, text)
+
+
 def test_loader_modes_shapes_and_determinism(cache):
     root, _, _ = cache
     c = LatentCache(root / "cache")
@@ -156,6 +175,24 @@ def test_first_frame_noise_touches_only_history_latent_0(cache):
     assert not torch.equal(clean.history[:, :, 0], noisy.history[:, :, 0])
     torch.testing.assert_close(clean.history[:, :, 1:], noisy.history[:, :, 1:])
     torch.testing.assert_close(clean.latents, noisy.latents)
+
+
+def test_text_dropout_swaps_in_the_empty_caption_and_leaves_the_rest_alone(cache):
+    root, _, _ = cache
+    c = LatentCache(root / "cache")
+    kw = dict(batch_size=8, chunk=2, history_min=1, history_max=2, seed=5)
+    plain, dropped = LatentLoader(c, **kw), LatentLoader(c, text_dropout=0.5, **kw)
+    empties = 0
+    for step in range(4):
+        a, b = plain.batch(step), dropped.batch(step)
+        torch.testing.assert_close(a.latents, b.latents)  # same clips and chunks: only the captions change
+        for ca, cb in zip(a.context, b.context):
+            if cb is c.empty:
+                empties += 1
+            else:
+                torch.testing.assert_close(ca, cb)
+    assert 6 <= empties <= 26  # about half of 32
+    assert not any(t is c.empty for step in range(4) for t in plain.batch(step).context)
 
 
 def test_loader_rejects_a_chunk_longer_than_every_clip(cache):

@@ -33,7 +33,9 @@ class LatentLoader:
     t2v: the chunk is the clip's first `chunk` latents, no history. i2v: history = latent 0 (the first frame alone).
     v2v: history = the prefix latents[0:s] with s drawn from [history_min, history_max], then the chunk.
     `first_frame_noise` > 0 noises history latent 0 with σ ~ U(0, first_frame_noise), so the model does not rely on
-    a pixel-perfect start frame. Captions are decomposed (action ⊕ scene) with probability `decomposed_prob`.
+    a pixel-perfect start frame. Captions are decomposed (action ⊕ scene) with probability `decomposed_prob`, and
+    replaced by the empty caption's embedding with probability `text_dropout`, so classifier-free guidance has an
+    unconditional model to push away from (Wan and Yume train with it; a model trained without it has none).
     """
 
     def __init__(
@@ -47,12 +49,14 @@ class LatentLoader:
         mix: tuple[float, float, float] = (0.3, 0.3, 0.4),
         decomposed_prob: float = 0.6,
         first_frame_noise: float = 0.0,
+        text_dropout: float = 0.0,
         seed: int = 0,
         rank: int = 0,
     ):
         self.cache, self.batch_size, self.chunk = cache, batch_size, chunk
         self.history_min, self.history_max = history_min, history_max
         self.decomposed_prob, self.first_frame_noise = decomposed_prob, first_frame_noise
+        self.text_dropout = text_dropout
         self.seed, self.rank = seed, rank
         longest = max(c.frames for c in cache.clips)
         allowed = {
@@ -84,13 +88,18 @@ class LatentLoader:
         eligible = [c for c in self.cache.clips if c.frames >= start + self.chunk]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
         latents, history, contexts, scenes = [], [], [], []
+        # Its own stream, so that dropout changes the captions and nothing else a run draws.
+        dropout = np.random.default_rng([self.seed, step, self.rank, 2]).random(self.batch_size)
         for clip in picks:
             x = self.cache.latents(clip)  # [C, F, h, w]
             latents.append(x[:, start : start + self.chunk])
             history.append(x[:, :start])
             action = self.chunk_action(clip, start)
             decomposed = rng.random() < self.decomposed_prob
-            contexts.append(self.cache.decomposed(clip, action) if decomposed else self.cache.joined(clip, action))
+            context = self.cache.decomposed(clip, action) if decomposed else self.cache.joined(clip, action)
+            if dropout[len(contexts)] < self.text_dropout:
+                context = self.cache.empty
+            contexts.append(context)
             scenes.append(self.cache.scene(clip)[: self.cache.text_len])
         hist = torch.stack(history) if start else None
         if hist is not None and self.first_frame_noise > 0:

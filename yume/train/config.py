@@ -32,6 +32,7 @@ class DataSection:
     mix: tuple[float, float, float] = (0.3, 0.3, 0.4)  # t2v, i2v, v2v
     decomposed_prob: float = 0.6  # the paper's probability of encoding action and scene separately
     first_frame_noise: float = 0.0  # max σ of the noise added to history latent 0
+    text_dropout: float = 0.0  # probability of the empty caption instead (needed for classifier-free guidance)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class TrainConfig:
                "three weights >= 0 (t2v, i2v, v2v), not all zero")  # fmt: skip
         _check(0 <= d.decomposed_prob <= 1, "data.decomposed_prob", d.decomposed_prob, "in [0, 1]")
         _check(0 <= d.first_frame_noise <= 1, "data.first_frame_noise", d.first_frame_noise, "in [0, 1]")
+        _check(0 <= d.text_dropout < 1, "data.text_dropout", d.text_dropout, "in [0, 1)")
         _check(o.lr > 0, "optim.lr", o.lr, "> 0")
         _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = no clipping)")
         _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")

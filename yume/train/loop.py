@@ -122,7 +122,7 @@ class Trainer:
         self.loader = LatentLoader(
             self.cache, batch_size=d.batch_size, chunk=d.chunk_latents, history_min=d.history_min,
             history_max=d.history_max, mix=d.mix, decomposed_prob=d.decomposed_prob,
-            first_frame_noise=d.first_frame_noise, seed=cfg.run.seed, rank=info.rank,
+            first_frame_noise=d.first_frame_noise, text_dropout=d.text_dropout, seed=cfg.run.seed, rank=info.rank,
         )  # fmt: skip
         self.policy = cfg.model.history_policy
         self.autocast = (
