@@ -180,3 +180,20 @@ def test_generate_with_a_model_folder_missing_its_vae_says_which_file_and_where(
     assert main(["generate", "--model", str(tmp_path / "model"), "--prompt", "x", "-o", str(tmp_path / "x.mp4")]) == 2
     err = capsys.readouterr().err
     assert "no VAE in" in err and "Wan2.2_VAE.pth" in err and "stdstu123/Yume-5B-720P" in err
+
+
+def test_a_model_that_states_its_chunk_prompt_mode_and_image_start_is_sampled_that_way(tmp_path):
+    """The built-in street world was trained on 4-latent chunks, decomposed prompts and single-latent image starts:
+    a session takes those from the model unless the config says otherwise."""
+    world = WorldModel.load("tiny-random", device="cpu", cache_dir=tmp_path)
+    image = torch.zeros(1, 3, 64, 64)
+    release = WorldSession(world, "street", image=image, config=SessionConfig(height=64, width=64, steps=1))
+    assert release.history.shape[2] == 5 and release.config.chunk_latents == 8  # the release's 17-frame still
+    assert release.config.prompt_mode == "joined"
+    world.info.update(chunk_latents=2, prompt_mode="decomposed", image_start="frame")
+    own = WorldSession(world, "street", image=image, config=SessionConfig(height=64, width=64, steps=1))
+    assert own.history.shape[2] == 1 and own.config.prompt_mode == "decomposed"
+    assert own.step("W").latents.shape[2] == 2
+    told = WorldSession(world, "street", config=SessionConfig(height=64, width=64, steps=1, chunk_latents=1,
+                                                              prompt_mode="joined"))  # fmt: skip
+    assert told.config.chunk_latents == 1 and told.config.prompt_mode == "joined"

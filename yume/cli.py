@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-prompt", default="", help="negative prompt for guidance")
     p.add_argument("--history", choices=["release", "full", "tscm"],
                    help="history compression (default: the model's own — release for Yume checkpoints)")
-    p.add_argument("--prompt-mode", default="joined", choices=["joined", "decomposed"],
-                   help="one caption string (release) or action and event encoded separately (paper)")
+    p.add_argument("--prompt-mode", choices=["joined", "decomposed"],
+                   help="one caption string (release) or action and event encoded separately (paper); "
+                   "default: the model's own (joined for Yume checkpoints)")
     p.add_argument("--vocab", choices=["1.5", "1.0"], help="action vocabulary (default: 1.5, or 1.0 for Yume-I2V-540P)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="euler", choices=["euler", "tts-sde"],

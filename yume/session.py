@@ -32,9 +32,9 @@ class SessionConfig:
     guidance: float = 1.0  # classifier-free guidance scale; 1 = off (distilled weights)
     negative_prompt: str = ""
     history: str | None = None  # history policy: release | full | tscm; None = the model's own (see WorldSession)
-    prompt_mode: str = "joined"  # joined (release: one string) | decomposed (paper: action + event)
+    prompt_mode: str | None = None  # joined (release: one string) | decomposed (paper: action + event); None = the model's
     vocab: str = "1.5"
-    chunk_latents: int = 8
+    chunk_latents: int | None = None  # latent frames per chunk (8 = 32 video frames); None = the model's own
     seed: int = 0
     sampler: str = "euler"  # euler | tts-sde (Yume-I2V-540P: the release's time-travel SDE, yume.sampling.sample_tts_sde)
 
@@ -43,9 +43,9 @@ class SessionConfig:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.chunk_latents < 1:
+        if self.chunk_latents is not None and self.chunk_latents < 1:
             raise ValueError(f"chunk_latents must be >= 1, got {self.chunk_latents}")
-        if self.prompt_mode not in ("joined", "decomposed"):
+        if self.prompt_mode not in (None, "joined", "decomposed"):
             raise ValueError(f"prompt_mode must be 'joined' or 'decomposed', got {self.prompt_mode!r}")
         for name in ("height", "width"):
             v = getattr(self, name)
@@ -134,6 +134,11 @@ class WorldSession:
             # The policy the model was trained with: a built-in model says; Yume checkpoints use the release table,
             # a plain Wan2.2 checkpoint (no history embeddings) sees every frame.
             self.config = dataclasses.replace(self.config, history=world.info.get("history", policies[0]))
+        if self.config.prompt_mode is None:
+            self.config = dataclasses.replace(self.config, prompt_mode=world.info.get("prompt_mode", "joined"))
+        if self.config.chunk_latents is None:
+            # The chunk length the model was trained on: a built-in model says; the release's is 8 latents.
+            self.config = dataclasses.replace(self.config, chunk_latents=world.info.get("chunk_latents", 8))
         if self.config.history not in policies:
             raise ValueError(
                 f"history policy {self.config.history!r} is not available for this model; choose {', '.join(policies)}"
@@ -148,9 +153,14 @@ class WorldSession:
     # --- set-up -------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def _start_from_image(self, image) -> None:
-        """The release's image-to-world start: a 17-frame still -> 5 clean history latents."""
+        """The release's image-to-world start: a 17-frame still -> 5 clean history latents. A model trained to start
+        from the image alone (info "image_start" = "frame", the built-in street world) gets that one latent instead."""
         pixels = load_image(image, self.height, self.width) if not torch.is_tensor(image) else image
-        latents = self.world.vae.encode_image(pixels.to(self.world.vae.device))
+        pixels = pixels.to(self.world.vae.device)
+        if self.world.info.get("image_start", "still") == "frame":
+            latents = self.world.vae.encode(pixels.unsqueeze(2))
+        else:
+            latents = self.world.vae.encode_image(pixels)
         self.history = latents.to(device=self.world.device, dtype=self.world.dtype)
         # Prime the streaming decoder with the still, so the first chunk continues it without a seam.
         self.decoder.decode(latents)

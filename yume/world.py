@@ -160,7 +160,9 @@ class WorldModel:
         vae = WanVAE.from_pretrained(root / "vae", dtype=torch.float32, device=device)
         text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
                                        text_len=spec["text_len"], device="cpu")  # fmt: skip
-        return cls(dit, vae, text, name, spec["resolution"], info={"builtin": True, "history": spec["history"]})
+        # How the model was trained to be sampled: its history policy, chunk length and image start.
+        info = {"builtin": True} | {k: spec[k] for k in ("history", "chunk_latents", "image_start", "prompt_mode") if k in spec}
+        return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod
     def _from_directory(cls, path: Path, device: str, dtype: torch.dtype, offload: str | None) -> WorldModel:

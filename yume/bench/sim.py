@@ -47,7 +47,8 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
 
     out = Path(out)
     h, w = world.default_resolution
-    bench = write_benchmark(out / "bench", scenes, height=h, width=w)
+    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride  # the model's own chunk
+    bench = write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk)
     generate = session_generator(world, steps=steps, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
