@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -118,10 +119,10 @@ def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
     train_vae(cfg, callback=losses.append)
     assert [m["step"] for m in losses] == [1, 2, 3] and all(np.isfinite(m["l1"]) for m in losses)
     vae = WanVAE.from_pretrained(tmp_path / "vae")
-    assert vae.spatial_stride == 8 and vae.z_dim == 16
-    assert vae.config["latents_std"] != [1.0] * 16  # measured, not the preset's placeholder
+    assert vae.spatial_stride == 8 and vae.z_dim == 32
+    assert vae.config["latents_std"] != [1.0] * 32  # measured, not the preset's placeholder
     video = torch.zeros(1, 3, 5, 32, 32)
-    assert vae.encode(video).shape == (1, 16, 2, 4, 4)
+    assert vae.encode(video).shape == (1, 32, 2, 4, 4)
 
 
 def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():
@@ -148,7 +149,7 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     files = [f for f in (tmp_path / "assets" / "yume-sim-small").rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in files) <= 30 * 2**20  # the package budget of issue 8
     world = WorldModel.load("yume-sim-small", device="cpu")
-    assert world.dit.config.in_dim == world.vae.z_dim == 16 and world.default_resolution == (128, 128)
+    assert world.dit.config.in_dim == world.vae.z_dim == 32 and world.default_resolution == (128, 128)
     assert not world.info.get("random_weights")
     session = WorldSession(world, "A first-person walk along a city street.", config=SessionConfig(chunk_latents=2, steps=1))
     assert session.config.history == "tscm"  # the packing it was trained with, not the release's
@@ -163,3 +164,32 @@ def test_builtin_sim_model_without_its_weights_says_how_to_rebuild(tmp_path, mon
     monkeypatch.setattr(yume.world, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="docs/sim-model.md"):
         WorldModel.load("yume-sim-small", device="cpu")
+
+
+def test_rendered_reference_is_the_case_it_renders_and_scores_its_own_motion(tmp_path):
+    """`yume bench sim --reference`: the true video of a benchmark case — its start image, then its actions."""
+    from PIL import Image
+
+    from yume.eval.motion import MotionConfig
+    from yume.eval.score import load_benchmark, run_cases
+    from yume.sim.bench import rendered_generator, write_benchmark
+
+    cases = load_benchmark(write_benchmark(tmp_path, 1, chunks=2, height=64, width=64, frames_per_chunk=12))
+    seen = []
+
+    def transform(video):
+        seen.append(video.copy())
+        return video
+
+    plain = cases[0]
+    frames, counts = rendered_generator(transform)(plain)
+    assert counts == [12, 12] and frames.shape == (24, 64, 64, 3)
+    assert len(seen[0]) == 25  # the whole clip goes through the transform, start frame included, then it is dropped
+    np.testing.assert_array_equal(seen[0][0], np.asarray(Image.open(tmp_path / plain.image)))
+    np.testing.assert_array_equal(seen[0][1:], frames)
+    event = cases[1]
+    with_event, _ = rendered_generator()(event)
+    np.testing.assert_array_equal(with_event[:12], rendered_generator()(dataclasses.replace(event, events={}))[0][:12])
+    assert not np.array_equal(with_event[12:], rendered_generator()(dataclasses.replace(event, events={}))[0][12:])
+    result = run_cases([plain], rendered_generator(), MotionConfig())[0]
+    assert [c["commanded"] for c in result["chunks"]] == [str(a) for a in plain.actions]

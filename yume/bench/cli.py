@@ -58,17 +58,24 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--untrained", action="store_true", help="score the same model with a random-init DiT")
     p.add_argument("--scenes", type=int, default=12, help="held-out worlds (two cases each: plain, with an event)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: none)")
+    p.add_argument("--reference", action="store_true",
+                   help="also score the true videos, rendered and through the model's VAE (the IF it can reach at best)")
     p.set_defaults(func=_sim)
 
 
 def _sim(args) -> int:
-    from yume.bench.sim import run_sim_bench, untrained_twin
+    from yume.bench.sim import reference_ifs, run_sim_bench, untrained_twin
     from yume.world import WorldModel
 
     world = WorldModel.load(args.model, device="cpu")
     if args.untrained:
         world = untrained_twin(world)
-    s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps)
+    if args.reference:
+        for name, r in reference_ifs(world, args.out, scenes=args.scenes).items():
+            print(f"IF of the true videos, {name}: movement {r['if_movement']:.3f}  rotation {r['if_rotation']:.3f}  "
+                  f"both {r['if_both']:.3f}")  # fmt: skip
+    s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance)
     print(s.pop("table"), end="")
     print(f"event following: {s['event_hit_rate']:.3f} of event cases show the asked event; "
           f"{s['false_event_rate']:.3f} of plain cases show one")  # fmt: skip

@@ -32,7 +32,30 @@ def vae_round_trip(world: WorldModel):
     return transform
 
 
-def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None) -> dict:
+def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> dict:
+    """IF of the benchmark's true videos, rendered, and rendered then passed through the world's VAE.
+
+    The first is the scorer's accuracy on this benchmark; the second bounds what any DiT decoded by this VAE can
+    score. Writes out/reference.json and returns {"rendered": summary, "vae": summary}.
+    """
+    from yume.eval.motion import MotionConfig
+    from yume.eval.score import load_benchmark, run_cases, summary
+    from yume.sim.bench import rendered_generator, write_benchmark
+
+    out = Path(out)
+    h, w = world.default_resolution
+    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride
+    cases = load_benchmark(write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk))
+    ref = {}
+    for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
+        s = summary(run_cases(cases, rendered_generator(transform), MotionConfig()))
+        ref[name] = {k: v for k, v in s.items() if k.startswith("if_")}
+    (out / "reference.json").write_text(json.dumps(ref, indent=1), encoding="utf-8")
+    return ref
+
+
+def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None,
+                  guidance: float | None = None) -> dict:  # fmt: skip
     """Write the held-out benchmark to out/bench, generate it into out/videos, score it; returns the summary.
 
     Also writes out/results.json, out/results.md (per-case IF and metrics) and out/events.json (event following:
@@ -49,7 +72,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     h, w = world.default_resolution
     frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride  # the model's own chunk
     bench = write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk)
-    generate = session_generator(world, steps=steps, out_dir=out / "videos")
+    generate = session_generator(world, steps=steps, guidance=guidance, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
     detector = EventDetector.fit(rendered_examples(height=h, width=w, frames=9, transform=vae_round_trip(world)))

@@ -53,6 +53,34 @@ def write_benchmark(out: str | Path, num_scenes: int = 12, *, first_seed: int = 
     return path
 
 
+def rendered_generator(transform=None):
+    """A `generate(case)` for `yume.eval.score.run_cases` that renders what a case asks for instead of generating it.
+
+    Each case of `write_benchmark` starts in a known world at a known camera, so its true video can be rendered:
+    the actions held for `frames_per_chunk` frames each, the event from its chunk on. `transform(frames) -> frames`
+    (a VAE round trip of frames [1 + 4k, ...]) gives what a model with that VAE could show at best: the scorer's
+    ceiling for it. Frame 0 (the start image) is dropped, as the session's chunks do not repeat it.
+    """
+    from yume.actions import Action
+
+    def generate(case) -> tuple[np.ndarray, list[int]]:
+        seed = int(case.id.split("-")[0])
+        world, camera = _start(seed)
+        n = case.frames_per_chunk
+        video, poses = render_clip(world, [Action.parse(str(a)) for a in case.actions], n, case.height, case.width,
+                                   camera=camera, supersample=2)  # fmt: skip
+        for i, text in sorted(case.events.items()):
+            name = event_from_text(text)
+            if name is not None:
+                strength = np.clip((np.arange(len(video)) - (1 + i * n)) / 12.0, 0.0, 1.0)  # ramps in over 12 frames
+                video = apply_event(video, name, Scene(world, poses), strength)
+        if transform is not None:
+            video = transform(video)
+        return video[1:], [n] * len(case.actions)
+
+    return generate
+
+
 def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 500, height: int = 128,
                       width: int = 128, frames: int = 8, transform=None) -> dict[str, list[np.ndarray]]:  # fmt: skip
     """label -> frame stacks [frames, H, W, 3] of rendered walks, plain ("none") and with each event at full strength.
