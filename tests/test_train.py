@@ -208,3 +208,32 @@ def test_torchrun_self_forcing_with_fsdp_and_activation_checkpointing(cache, tmp
     assert [("dmd_loss" in m, m["step"]) for m in logged] == [(True, 1), (False, 2), (True, 3)]
     assert logged[2]["grad_norm"] > 0
     assert (tmp_path / "checkpoints/step-0000003/config.toml").read_text().startswith('stage = "self-forcing"')
+
+
+def test_action_probe_is_exactly_1_without_a_text_path_and_moves_with_one(cache, tmp_path, capsys):
+    """`yume train probe`: the flow loss with the true vs another action caption, same noise and history."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference import randomize
+
+    from yume.cli import main
+    from yume.data.cache import LatentCache
+    from yume.train.probe import action_probe
+
+    reads = randomize(YumeTransformer.from_config("tiny", seed=0), std=0.1).eval()
+    blind = randomize(YumeTransformer.from_config("tiny", seed=0), std=0.1).eval()
+    with torch.no_grad():
+        for block in blind.blocks:  # cut the only path from the caption to the output
+            block.cross_attn.o.weight.zero_()
+            block.cross_attn.o.bias.zero_()
+    kw = dict(mode="v2v", chunk=2, batches=2, batch_size=2, history_max=3, policy="full")
+    assert all(r.ratio == 1.0 for r in action_probe(blind, LatentCache(cache), **kw))
+    rows = action_probe(reads, LatentCache(cache), **kw)
+    assert [r.sigma for r in rows] == [0.5, 0.8, 0.95] and all(r.loss_true > 0 for r in rows)
+    assert all(abs(r.ratio - 1.0) > 1e-4 for r in rows)
+    reads.save_pretrained(tmp_path / "dit")
+    assert main(["train", "probe", str(tmp_path / "dit"), str(cache), "--mode", "v2v", "--chunk", "2", "--batches", "1",
+                 "--history", "full"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.startswith("| σ | loss, true action | loss, other action | other / true |") and out.count("\n") == 5
+    with pytest.raises(ValueError, match="mode 'x2v'"):
+        action_probe(reads, LatentCache(cache), mode="x2v")

@@ -74,11 +74,36 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train_vae)
+    p = tsub.add_parser("probe", help="does a DiT read the action caption? flow loss with the true vs another action")
+    p.add_argument("weights", help="a DiT file or folder (e.g. a checkpoint's generator/ema)")
+    p.add_argument("cache", help="a latent cache made by `yume data cache` with the DiT's VAE and text encoder")
+    p.add_argument("--mode", default="i2v", choices=("t2v", "i2v", "v2v"),
+                   help="batches to probe: i2v (history = the first latent: the caption is the only clue) or v2v")
+    p.add_argument("--chunk", type=int, default=4, help="latent frames per chunk (as trained)")
+    p.add_argument("--batches", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--history", default="tscm", choices=("release", "full", "tscm"), help="history policy (as trained)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_probe)
     p = tsub.add_parser("export", help="pack a trained DiT and VAE into a built-in model folder (bf16 DiT)")
     p.add_argument("dit", help="the DiT: a checkpoint's generator/original (or ema) folder")
     p.add_argument("vae", help="the VAE folder written by `yume train vae`")
     p.add_argument("out", help="model folder to write (dit/ and vae/), e.g. yume/assets/yume-sim-small")
     p.set_defaults(func=_export)
+
+
+def _probe(args) -> int:
+    import torch
+
+    from yume.data.cache import LatentCache
+    from yume.models.wan import YumeTransformer
+    from yume.train.probe import action_probe, format_probe
+
+    model = YumeTransformer.from_pretrained(args.weights, dtype=torch.float32).eval()
+    rows = action_probe(model, LatentCache(args.cache), mode=args.mode, chunk=args.chunk, batches=args.batches,
+                        batch_size=args.batch_size, policy=args.history, seed=args.seed)  # fmt: skip
+    print(format_probe(rows))
+    return 0
 
 
 def _label(args) -> int:
