@@ -99,7 +99,8 @@ def test_world_with_block_offload_makes_the_same_chunk(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "mode"), [([], None), (["--offload"], "text"), (["--offload", "blocks"], "blocks")])
-def test_generate_offload_option_defaults_to_text_when_given_alone(args, mode):
+@pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["serve"]])
+def test_generate_and_serve_offload_option_defaults_to_text_when_given_alone(command, args, mode):
     from yume.cli import build_parser
 
-    assert build_parser().parse_args(["generate", *args, "--prompt", "x"]).offload == mode
+    assert build_parser().parse_args([*command, *args]).offload == mode

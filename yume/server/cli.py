@@ -23,7 +23,9 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="DiT dtype (default bf16; fp32 for tiny-random)")
-    p.add_argument("--offload", action="store_true", help="T5 on the CPU; DiT off the GPU while the VAE decodes")
+    p.add_argument("--offload", nargs="?", const="text", choices=["text", "blocks"],
+                   help="text (the default when given alone): T5 on the CPU, DiT off the GPU while the VAE decodes; "
+                   "blocks: also the DiT's blocks kept on the CPU, each copied to the GPU for its forward (24-48 GB GPUs)")
     p.add_argument("--max-sessions", type=int, default=4, help="browser sessions open at once (default 4)")
     p.set_defaults(func=serve)
 
