@@ -193,3 +193,28 @@ def test_rendered_reference_is_the_case_it_renders_and_scores_its_own_motion(tmp
     assert not np.array_equal(with_event[12:], rendered_generator()(dataclasses.replace(event, events={}))[0][12:])
     result = run_cases([plain], rendered_generator(), MotionConfig())[0]
     assert [c["commanded"] for c in result["chunks"]] == [str(a) for a in plain.actions]
+
+
+def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
+    """`yume bench vae`: an identity 'VAE' loses nothing, so its IF equals the rendered clips' and PSNR is infinite."""
+    from yume.bench.sim import vae_report
+
+    class Lossless:
+        device = torch.device("cpu")
+
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z
+
+    r = vae_report(Lossless(), clips=3, frames=8, size=64)
+    assert r["psnr_frame0"] == r["psnr_video"] == float("inf")
+    assert r["if_vae"] == r["if_rendered"] and set(r["if_vae"]) == {"movement", "rotation"}
+    with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
+        vae_report(Lossless(), frames=6)
+    from yume.cli import main
+
+    assert main(["bench", "vae", "tiny-random", "--clips", "1", "--frames", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| tiny-random | PSNR frame 0 |") and out[2].startswith("| 1 held-out clips |")

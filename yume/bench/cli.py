@@ -52,6 +52,12 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.set_defaults(func=_load)
 
+    p = group.add_parser("vae", help="a VAE on held-out street clips: PSNR, and IF of the clips after its round trip")
+    p.add_argument("vae", help="a VAE folder (e.g. from `yume train vae`) or built-in model name (its VAE)")
+    p.add_argument("--clips", type=int, default=27, help="held-out clips, one action each (default 27)")
+    p.add_argument("--frames", type=int, default=32, help="frames after the first (multiple of 4; default 32)")
+    p.set_defaults(func=_vae)
+
     p = group.add_parser("sim", help="the street-world model on held-out worlds: IF, metrics, event following")
     p.add_argument("out", help="folder for the benchmark, videos, results.json/.md and events.json")
     p.add_argument("--model", default="yume-sim-small", help="built-in model name (default yume-sim-small)")
@@ -62,6 +68,23 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--reference", action="store_true",
                    help="also score the true videos, rendered and through the model's VAE (the IF it can reach at best)")
     p.set_defaults(func=_sim)
+
+
+def _vae(args) -> int:
+    import torch
+
+    from yume.bench.sim import vae_report
+    from yume.vae import WanVAE
+    from yume.world import BUILTIN, WorldModel
+
+    vae = WorldModel.load(args.vae, device="cpu").vae if args.vae in BUILTIN else WanVAE.from_pretrained(args.vae, dtype=torch.float32)
+    r = vae_report(vae, clips=args.clips, frames=args.frames)
+    print(f"| {args.vae} | PSNR frame 0 | PSNR frames 1-{r['frames']} | IF move / rot, rendered | IF move / rot, through the VAE |")
+    print("|---|---|---|---|---|")
+    print(f"| {r['clips']} held-out clips | {r['psnr_frame0']:.2f} dB | {r['psnr_video']:.2f} dB | "
+          f"{r['if_rendered']['movement']:.3f} / {r['if_rendered']['rotation']:.3f} | "
+          f"{r['if_vae']['movement']:.3f} / {r['if_vae']['rotation']:.3f} |")  # fmt: skip
+    return 0
 
 
 def _sim(args) -> int:
