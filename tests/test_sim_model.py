@@ -151,10 +151,13 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     world = WorldModel.load("yume-sim-small", device="cpu")
     assert world.dit.config.in_dim == world.vae.z_dim == 32 and world.default_resolution == (128, 128)
     assert not world.info.get("random_weights")
-    session = WorldSession(world, "A first-person walk along a city street.", config=SessionConfig(chunk_latents=2, steps=1))
-    assert session.config.history == "tscm"  # the packing it was trained with, not the release's
+    start = torch.zeros(1, 3, 128, 128)
+    session = WorldSession(world, "A first-person walk along a city street.", image=start, config=SessionConfig(steps=1))
+    # Sampled as it was trained: TSCM packing, 4-latent chunks, decomposed prompts, the image as one latent.
+    assert session.config.history == "tscm" and session.config.chunk_latents == 4
+    assert session.config.prompt_mode == "decomposed" and session.history.shape[2] == 1
     chunk = session.step(Action("W", ""))
-    assert chunk.frames.shape[1:] == (128, 128, 3) and chunk.frames.dtype == np.uint8
+    assert chunk.frames.shape == (16, 128, 128, 3) and chunk.frames.dtype == np.uint8
 
 
 def test_builtin_sim_model_without_its_weights_says_how_to_rebuild(tmp_path, monkeypatch):

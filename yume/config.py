@@ -93,9 +93,9 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
         dim=64, ffn_dim=128, num_layers=2, num_heads=4, text_dim=32, freq_dim=32, text_len=32, history_embeddings=False
     ),
     "small": ModelConfig(dim=256, ffn_dim=768, num_layers=4, num_heads=4, text_dim=256, freq_dim=64, text_len=64),
-    # The built-in street world's DiT (docs/sim-model.md): 16-channel latents of the `sim-small` VAE, the tiny
+    # The built-in street world's DiT (docs/sim-model.md): 32-channel latents of the `sim-small` VAE, the tiny
     # text encoder's 64-d embeddings, no history patch embeddings (TSCM interpolates its coarse kernels).
-    "sim-small": ModelConfig(dim=256, ffn_dim=1024, num_layers=6, num_heads=4, in_dim=16, out_dim=16, text_dim=64,
+    "sim-small": ModelConfig(dim=256, ffn_dim=1024, num_layers=6, num_heads=4, in_dim=32, out_dim=32, text_dim=64,
                              freq_dim=64, text_len=128, history_embeddings=False),
     # The published Yume-I2V-540P DiT (Yume 1.0): Wan2.1-I2V-14B (36 input channels = 16 noisy latents + 4 mask
     # + 16 conditioning latents, CLIP image branch) + five history embeddings (see yume.models.i2v).

@@ -66,10 +66,11 @@ VAE_CONFIGS: dict[str, dict] = {
     "wan2.2": dict(_WAN22_STRUCTURE, base_dim=160, decoder_base_dim=256,
                    latents_mean=WAN22_LATENTS_MEAN, latents_std=WAN22_LATENTS_STD),
     # The built-in street world's VAE (`yume train vae`): Wan2.2's residual structure, one stage fewer (8x spatial,
-    # 4x temporal) and 16 channels, so a 128x128 frame is 16x16 latents. Stats 0/1 until training measures them.
-    "sim-small": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=24, z_dim=16, dim_mult=[1, 2, 2],
+    # 4x temporal), so a 128x128 frame is 16x16 latents. 32 channels, not 16: at 16 a CPU-trained VAE lost the
+    # facade colours and the texture the motion estimator tracks (docs/sim-model.md). Stats 0/1 until training.
+    "sim-small": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=32, z_dim=32, dim_mult=[1, 2, 2],
                       temperal_downsample=[True, True], scale_factor_spatial=8,
-                      latents_mean=[0.0] * 16, latents_std=[1.0] * 16),
+                      latents_mean=[0.0] * 32, latents_std=[1.0] * 32),
     # Same structure at CPU size; fixed non-trivial stats so that tests see the normalisation.
     "tiny": dict(_WAN22_STRUCTURE, base_dim=8, decoder_base_dim=8,
                  latents_mean=[round(0.1 * math.sin(i), 4) for i in range(48)],

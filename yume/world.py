@@ -25,8 +25,11 @@ BUILTIN = {
     "tiny-i2v-random": {"dit": "tiny-i2v", "text_len": 128, "vae": "tiny-wan2.1", "text": "tiny", "clip": "tiny",
                         "resolution": (64, 64), "seed": 0},
     # Trained on the procedural street world (yume.sim) on a CPU; shipped in yume/assets (docs/sim-model.md).
+    # Sampled as configs/sim-small/flow.toml trains it: TSCM history, 4-latent (16-frame) chunks, action caption
+    # then scene text, and an image start of one latent (its i2v batches see only the first latent as history).
     "yume-sim-small": {"weights": "yume-sim-small", "text_len": 128, "text": "tiny", "resolution": (128, 128),
-                       "seed": 0, "history": "tscm"},
+                       "seed": 0, "history": "tscm", "chunk_latents": 4, "prompt_mode": "decomposed",
+                       "image_start": "frame"},
 }
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "tiny-random"
