@@ -121,8 +121,7 @@ def build_cache(
     clips = [clip for d in datasets for clip in iter_clips(d)]
     if not clips:
         raise ValueError(f"dataset {', '.join(map(str, datasets))} has no clips to cache")
-    seen: dict[str, int] = Counter(c.id for c in clips)
-    repeated = sorted(i for i, n in seen.items() if n > 1)
+    repeated = sorted(i for i, n in Counter(c.id for c in clips).items() if n > 1)
     if repeated:
         raise ValueError(f"clip ids {', '.join(repeated[:5])} appear more than once across {', '.join(map(str, datasets))}; "
                          "clip ids must be unique in one cache (e.g. synthesise with different --first-seed)")  # fmt: skip
@@ -148,10 +147,12 @@ def build_cache(
     if workers > 1:
         import multiprocessing
 
+        if vae.device.type != "cpu":
+            raise ValueError(f"workers={workers} encode on the CPU; the VAE is on {vae.device}: use workers=1 there")
         # spawn, not fork: a forked child of a process that already ran OpenMP work can hang in its first matmul.
         threads = max(1, torch.get_num_threads() // workers)
         pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(vae.to("cpu"), text_encoder, options, threads)
+            workers, initializer=_init_worker, initargs=(vae, text_encoder, options, threads)
         )
         results = pool.imap(_encode_in_worker, clips)  # in clip order, so the cache equals a one-process one
     else:
