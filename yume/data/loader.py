@@ -25,6 +25,7 @@ class Batch:
     mode: str
     clip_ids: list[str]
     scenes: list[torch.Tensor]  # B x [L_i, text_dim] scene/event text alone (for per-chunk action prompts)
+    actions: list[int]  # B action indices the captions name (-1 = unlabelled)
 
 
 class LatentLoader:
@@ -87,7 +88,7 @@ class LatentLoader:
             start = int(shared.integers(self.history_min, min(self.history_max, longest - self.chunk) + 1))
         eligible = [c for c in self.cache.clips if c.frames >= start + self.chunk]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
-        latents, history, contexts, scenes = [], [], [], []
+        latents, history, contexts, scenes, actions = [], [], [], [], []
         # Its own stream, so that dropout changes the captions and nothing else a run draws.
         dropout = np.random.default_rng([self.seed, step, self.rank, 2]).random(self.batch_size)
         for clip in picks:
@@ -95,6 +96,7 @@ class LatentLoader:
             latents.append(x[:, start : start + self.chunk])
             history.append(x[:, :start])
             action = self.chunk_action(clip, start)
+            actions.append(action)
             decomposed = rng.random() < self.decomposed_prob
             context = self.cache.decomposed(clip, action) if decomposed else self.cache.joined(clip, action)
             if dropout[len(contexts)] < self.text_dropout:
@@ -107,7 +109,7 @@ class LatentLoader:
             sigma = torch.rand(len(picks), 1, 1, 1, generator=g) * self.first_frame_noise
             noise = torch.randn(hist[:, :, 0].shape, generator=g)
             hist[:, :, 0] = (1 - sigma) * hist[:, :, 0] + sigma * noise
-        return Batch(torch.stack(latents), hist, contexts, mode, [c.id for c in picks], scenes)
+        return Batch(torch.stack(latents), hist, contexts, mode, [c.id for c in picks], scenes, actions)
 
     def action_contexts(self, batch: Batch, step: int, chunks: int) -> list[list[torch.Tensor]]:
         """Per chunk, per sample: a random action's caption ⊕ the sample's scene text (Self-Forcing rollouts)."""

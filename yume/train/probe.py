@@ -57,9 +57,8 @@ def action_probe(
     dtype = next(model.parameters()).dtype
     for step in range(batches):
         batch = loader.batch(step)
-        own = [_chunk_action(cache, loader, cid, batch) for cid in batch.clip_ids]
         # Another action: a uniform draw among the other 80, so the ratio does not hinge on one choice.
-        other = [(a + 1 + int(rng.integers(n - 1))) % n if a >= 0 else int(rng.integers(n)) for a in own]
+        other = [(a + 1 + int(rng.integers(n - 1))) % n if a >= 0 else int(rng.integers(n)) for a in batch.actions]
         wrong = [cache.compose(a, s) for a, s in zip(other, batch.scenes)]
         g = torch.Generator().manual_seed(seed * 100_003 + step)
         x = batch.latents
@@ -74,13 +73,6 @@ def action_probe(
                     v = model(x_t, sigma.to(device), [c.to(device, dtype) for c in context], history, policy=policy)
                 totals[s][i] += float(((v.float() - target) ** 2).mean())
     return [ProbeRow(s, t / batches, o / batches) for s, (t, o) in totals.items()]
-
-
-def _chunk_action(cache: LatentCache, loader: LatentLoader, clip_id: str, batch) -> int:
-    """The action index the loader captioned this clip's chunk with (its latents' majority label)."""
-    clip = next(c for c in cache.clips if c.id == clip_id)
-    start = 0 if batch.history is None else batch.history.shape[2]
-    return loader.chunk_action(clip, start)
 
 
 def format_probe(rows: list[ProbeRow]) -> str:
