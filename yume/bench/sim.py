@@ -32,6 +32,15 @@ def vae_round_trip(world: WorldModel):
     return transform
 
 
+def write_model_benchmark(world: WorldModel, out: Path, scenes: int) -> Path:
+    """The held-out benchmark at the model's resolution and chunk length (out/bench)."""
+    from yume.sim.bench import write_benchmark
+
+    h, w = world.default_resolution
+    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride
+    return write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk)
+
+
 def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> dict:
     """IF of the benchmark's true videos, rendered, and rendered then passed through the world's VAE.
 
@@ -40,12 +49,10 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> di
     """
     from yume.eval.motion import MotionConfig
     from yume.eval.score import load_benchmark, run_cases, summary
-    from yume.sim.bench import rendered_generator, write_benchmark
+    from yume.sim.bench import rendered_generator
 
     out = Path(out)
-    h, w = world.default_resolution
-    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride
-    cases = load_benchmark(write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk))
+    cases = load_benchmark(write_model_benchmark(world, out, scenes))
     ref = {}
     for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
         s = summary(run_cases(cases, rendered_generator(transform), MotionConfig()))
@@ -65,13 +72,12 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     from yume.eval.motion import MotionConfig
     from yume.eval.run import session_generator
     from yume.eval.score import load_benchmark, markdown, run_cases, summary, write_reports
-    from yume.sim.bench import event_following, rendered_examples, write_benchmark
+    from yume.sim.bench import event_following, rendered_examples
     from yume.sim.detect import EventDetector
 
     out = Path(out)
     h, w = world.default_resolution
-    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride  # the model's own chunk
-    bench = write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk)
+    bench = write_model_benchmark(world, out, scenes)
     generate = session_generator(world, steps=steps, guidance=guidance, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
