@@ -102,11 +102,26 @@ def test_synth_writes_a_dataset_that_checks_and_labels_back_to_its_actions(tmp_p
         assert truth[source][int(start)] == c.action
 
 
+def test_synth_in_worker_processes_writes_the_same_dataset(tmp_path):
+    from yume.data.clips import read_frames
+
+    # 128x128: at 32x32 and 64x64 libx264 itself wrote different pixels for the same frames from run to run.
+    kw = dict(first_seed=3, height=128, width=128, segments=2, frames_per_segment=4, event_prob=0.5)
+    one = synth_dataset(tmp_path / "one", 3, **kw)
+    two = synth_dataset(tmp_path / "two", 3, workers=2, **kw)
+    assert (tmp_path / "one" / "manifest.jsonl").read_text() == (tmp_path / "two" / "manifest.jsonl").read_text()
+    for a, b in zip(one, two):
+        assert (a.id, a.caption, a.event, a.actions) == (b.id, b.caption, b.event, b.actions)
+        np.testing.assert_array_equal(read_frames(a.video), read_frames(b.video))
+
+
 def test_synth_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="num_clips=0"):
         synth_dataset(tmp_path, 0)
     with pytest.raises(ValueError, match="event_prob=1.5"):
         synth_dataset(tmp_path, 1, event_prob=1.5)
+    with pytest.raises(ValueError, match="workers=0"):
+        synth_dataset(tmp_path, 1, workers=0)
 
 
 def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
@@ -151,8 +166,17 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     world = WorldModel.load("yume-sim-small", device="cpu")
     assert world.dit.config.in_dim == world.vae.z_dim == 32 and world.default_resolution == (128, 128)
     assert not world.info.get("random_weights")
+    # The text encoder travels with the weights: the same embeddings as the encoder the cache was made with.
+    from yume.models.text import TextEncoder
+
+    assert (tmp_path / "assets" / "yume-sim-small" / "text" / "text_encoder").is_dir()
+    made_with = TextEncoder.from_config("tiny", seed=0, d_model=64, text_len=128)
+    torch.testing.assert_close(world.text.encode(["A red balloon appears."])[0],
+                               made_with.encode(["A red balloon appears."])[0], rtol=0, atol=0)  # fmt: skip
     start = torch.zeros(1, 3, 128, 128)
-    session = WorldSession(world, "A first-person walk along a city street.", image=start, config=SessionConfig(steps=1))
+    session = WorldSession(
+        world, "A first-person walk along a city street.", image=start, config=SessionConfig(steps=1)
+    )
     # Sampled as it was trained: TSCM packing, 4-latent chunks, decomposed prompts, the image as one latent.
     assert session.config.history == "tscm" and session.config.chunk_latents == 4
     assert session.config.prompt_mode == "decomposed" and session.history.shape[2] == 1

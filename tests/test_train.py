@@ -20,7 +20,6 @@ from yume.train.self_forcing import few_step_sigmas, rollout
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     from yume.models.text import TextEncoder
@@ -99,10 +98,26 @@ def test_killed_and_resumed_run_gives_the_same_losses(cache, tmp_path):
     resumed = train(config(cache, tmp_path / "b", *sets, "run.save_every=2"))
     assert [m["step"] for m in resumed] == [5, 6]
     assert [m["loss"] for m in resumed] == straight[4:]
-    final_a = YumeTransformer.from_pretrained(tmp_path / "a/checkpoints/step-0000006/generator/ema", dtype=torch.float32)
-    final_b = YumeTransformer.from_pretrained(tmp_path / "b/checkpoints/step-0000006/generator/ema", dtype=torch.float32)
+    final_a = YumeTransformer.from_pretrained(
+        tmp_path / "a/checkpoints/step-0000006/generator/ema", dtype=torch.float32
+    )
+    final_b = YumeTransformer.from_pretrained(
+        tmp_path / "b/checkpoints/step-0000006/generator/ema", dtype=torch.float32
+    )
     for (k, p), q in zip(final_a.state_dict().items(), final_b.state_dict().values()):
         assert torch.equal(p, q), k
+
+
+def test_run_stops_at_max_minutes_with_a_checkpoint_and_resumes_from_it(cache, tmp_path):
+    import time
+
+    sets = ("run.steps=1000", "run.max_minutes=0.002")  # 120 ms; each step below takes at least 50 ms
+    done = train(config(cache, tmp_path, *sets), callback=lambda m: time.sleep(0.05))
+    last = done[-1]["step"]
+    assert 2 <= last < 10
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [f"step-{last:07d}"]
+    resumed = train(config(cache, tmp_path, "run.steps=" + str(last + 2)))
+    assert [m["step"] for m in resumed] == [last + 1, last + 2]
 
 
 def test_lora_trains_adapters_and_exports_merged_weights(cache, tmp_path):
@@ -159,7 +174,9 @@ def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs
     assert all(c.requires_grad for c in out.chunks)
     assert not out.histories[2].requires_grad
     torch.testing.assert_close(out.histories[2][:, :, 1:3], out.chunks[0].detach())
-    torch.testing.assert_close(few_step_sigmas(4, 7.0)[:4], torch.tensor([1.0, 0.954545, 0.875, 0.7]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        few_step_sigmas(4, 7.0)[:4], torch.tensor([1.0, 0.954545, 0.875, 0.7]), atol=1e-5, rtol=0
+    )
 
 
 def test_self_forcing_stage_trains_generator_and_critic(cache, tmp_path):
@@ -191,7 +208,9 @@ def test_torchrun_fsdp_two_processes_and_its_checkpoint_loads_in_one(cache, tmp_
     resumed = train(load_config(None, [a.removeprefix("--set=") for a in args] + ["run.steps=3", "run.parallel=none"]))
     assert [m["step"] for m in resumed] == [3]
     before = YumeTransformer.from_pretrained(step / "generator/original", dtype=torch.float32).state_dict()
-    after = YumeTransformer.from_pretrained(tmp_path / "checkpoints/step-0000003/generator/original", dtype=torch.float32)
+    after = YumeTransformer.from_pretrained(
+        tmp_path / "checkpoints/step-0000003/generator/original", dtype=torch.float32
+    )
     assert not torch.equal(before["blocks.0.self_attn.q.weight"], after.state_dict()["blocks.0.self_attn.q.weight"])
 
 

@@ -22,14 +22,29 @@ BUILTIN = {
     # text_len 128: the tiny tokenizer splits a caption into ~60 tokens; 32 would cut the event off.
     "tiny-random": {"dit": "tiny", "text_len": 128, "vae": "tiny", "text": "tiny", "resolution": (128, 128), "seed": 0},
     # The Yume-I2V-540P structure (Wan2.1 VAE, CLIP branch, 36 channels) at CPU size; needs an image or a video.
-    "tiny-i2v-random": {"dit": "tiny-i2v", "text_len": 128, "vae": "tiny-wan2.1", "text": "tiny", "clip": "tiny",
-                        "resolution": (64, 64), "seed": 0},
+    "tiny-i2v-random": {
+        "dit": "tiny-i2v",
+        "text_len": 128,
+        "vae": "tiny-wan2.1",
+        "text": "tiny",
+        "clip": "tiny",
+        "resolution": (64, 64),
+        "seed": 0,
+    },
     # Trained on the procedural street world (yume.sim) on a CPU; shipped in yume/assets (docs/sim-model.md).
     # Sampled as configs/sim-small/flow.toml trains it: TSCM history, 4-latent (16-frame) chunks, action caption
     # then scene text, and an image start of one latent (its i2v batches see only the first latent as history).
-    "yume-sim-small": {"weights": "yume-sim-small", "text_len": 128, "text": "tiny", "resolution": (128, 128),
-                       "seed": 0, "history": "tscm", "chunk_latents": 4, "prompt_mode": "decomposed",
-                       "image_start": "frame"},
+    "yume-sim-small": {
+        "weights": "yume-sim-small",
+        "text_len": 128,
+        "text": "tiny",
+        "resolution": (128, 128),
+        "seed": 0,
+        "history": "tscm",
+        "chunk_latents": 4,
+        "prompt_mode": "decomposed",
+        "image_start": "frame",
+    },
 }
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "tiny-random"
@@ -154,17 +169,22 @@ class WorldModel:
 
     @classmethod
     def _builtin_trained(cls, name: str, spec: dict, device: str, dtype: torch.dtype) -> WorldModel:
-        """A built-in model with shipped weights: assets/<weights>/dit and /vae; the text encoder is the tiny random one."""
+        """A built-in model with shipped weights: assets/<weights>/dit, /vae and /text (else the tiny random encoder)."""
         root = ASSETS / spec["weights"]
         if not (root / "dit").is_dir() or not (root / "vae").is_dir():
             raise FileNotFoundError(f"built-in model {name!r}: its weights are missing from {root} (dit/ and vae/); "
                                     "reinstall yume or rebuild them with docs/sim-model.md")  # fmt: skip
         dit = YumeTransformer.from_pretrained(root / "dit", dtype=dtype, device=device).eval()
         vae = WanVAE.from_pretrained(root / "vae", dtype=torch.float32, device=device)
-        text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
-                                       text_len=spec["text_len"], device="cpu")  # fmt: skip
+        if (root / "text").is_dir():  # the encoder the cache was made with, as `yume train export` packs it
+            text = TextEncoder.from_pretrained(root / "text", dtype=torch.float32, text_len=spec["text_len"])
+        else:
+            text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
+                                           text_len=spec["text_len"], device="cpu")  # fmt: skip
         # How the model was trained to be sampled: its history policy, chunk length and image start.
-        info = {"builtin": True} | {k: spec[k] for k in ("history", "chunk_latents", "image_start", "prompt_mode") if k in spec}
+        info = {"builtin": True} | {
+            k: spec[k] for k in ("history", "chunk_latents", "image_start", "prompt_mode") if k in spec
+        }
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

@@ -50,7 +50,9 @@ def prepare_frames(frames: np.ndarray, resolution: tuple[int, int] | None, multi
     h, w = video.shape[-2:]
     if resolution is None:
         if h % multiple or w % multiple:
-            raise ValueError(f"frames are {h}x{w}, not multiples of {multiple}; give a resolution to resize and crop to")
+            raise ValueError(
+                f"frames are {h}x{w}, not multiples of {multiple}; give a resolution to resize and crop to"
+            )
         return video[None]
     th, tw = resolution
     if th % multiple or tw % multiple:
@@ -86,9 +88,11 @@ def encode_clip(clip: Clip, vae, text_encoder, *, resolution=None, max_frames=No
 _WORKER: dict = {}
 
 
-def _init_worker(vae, text_encoder, options: dict, threads: int) -> None:
+def _init_worker(vae, text_encoder, options: dict, threads: int, device: str) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(vae=vae, text_encoder=text_encoder, options=options)
+    # Each worker holds its own copy on the VAE's device: on a GPU, several processes keep it busy where one
+    # process spends most of its time in Python between the VAE's small kernels.
+    _WORKER.update(vae=vae.to(device), text_encoder=text_encoder, options=options)
 
 
 def _encode_in_worker(clip: Clip):
@@ -112,7 +116,8 @@ def build_cache(
 
     Clips are cut to 1 + 4k frames (and to `max_frames`); `vae` is a `yume.vae.WanVAE`, `text_encoder` a
     `yume.models.text.TextEncoder` whose dim is the DiT's text_dim. `workers` > 1 encodes clips in that many
-    processes (one CPU thread each unless there are threads to spare); the cache is the same as with one.
+    processes (one CPU thread each unless there are threads to spare), each with a copy of the VAE on its device
+    and the text encoder on the CPU; the cache is the same as with one (on a GPU, up to its kernels' rounding).
     `on_clip(id, num_latents)` reports progress, in clip order.
     """
     from safetensors.torch import save_file
@@ -145,14 +150,15 @@ def build_cache(
     options = dict(resolution=resolution, max_frames=max_frames, vocab=vocab)
     pool = None
     if workers > 1:
+        import copy
         import multiprocessing
 
-        if vae.device.type != "cpu":
-            raise ValueError(f"workers={workers} encode on the CPU; the VAE is on {vae.device}: use workers=1 there")
-        # spawn, not fork: a forked child of a process that already ran OpenMP work can hang in its first matmul.
+        # spawn, not fork: a forked child of a process that already ran OpenMP work (or CUDA) can hang.
         threads = max(1, torch.get_num_threads() // workers)
+        device = str(vae.device)
+        cpu_vae = vae if device == "cpu" else copy.deepcopy(vae).to("cpu")  # sent to the workers by pickle
         pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(vae, text_encoder, options, threads)
+            workers, initializer=_init_worker, initargs=(cpu_vae, text_encoder.to("cpu"), options, threads, device)
         )
         results = pool.imap(_encode_in_worker, clips)  # in clip order, so the cache equals a one-process one
     else:

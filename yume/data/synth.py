@@ -60,11 +60,33 @@ def synth_clip(
     world = World(seed=seed, sun=(side * 0.8 * np.cos(elevation), -np.sin(elevation), 0.6 * np.cos(elevation)))
     camera = Camera(x=rng.uniform(-2.0, 2.0), z=rng.uniform(-300.0, 300.0), yaw=rng.uniform(-30.0, 30.0))
     actions = random_actions(rng, camera, segments, frames_per_segment)
-    frames, poses = render_clip(world, actions, frames_per_segment, height, width, camera=camera, supersample=supersample)
+    frames, poses = render_clip(
+        world, actions, frames_per_segment, height, width, camera=camera, supersample=supersample
+    )
     if event is not None:
         frames = apply_event(frames, event, Scene(world, poses), ramp(len(frames), event_onset, 12))
     per_transition = [a for a in actions for _ in range(frames_per_segment)]
     return frames, poses, per_transition, scene_caption(world, camera.z)
+
+
+def synth_one(root: str | Path, seed: int, options: dict) -> Clip:
+    """Render and write the clip of world `seed` (its event drawn from the seed alone, so any worker agrees)."""
+    segments, frames_per_segment = options["segments"], options["frames_per_segment"]
+    rng = np.random.default_rng([seed, 1])
+    n = 1 + segments * frames_per_segment
+    names = list(EVENTS)
+    event = names[rng.integers(len(names))] if rng.random() < options["event_prob"] else None
+    frames, poses, actions, caption = synth_clip(
+        seed, height=options["height"], width=options["width"], segments=segments,
+        frames_per_segment=frames_per_segment, event=event, event_onset=int(rng.integers(0, n // 3 + 1)),
+        supersample=options["supersample"],
+    )  # fmt: skip
+    return write_clip(root, f"sim_{seed:05d}", frames, options["fps"], caption,
+                      event=event_text(event) if event else None, poses=poses, actions=actions)  # fmt: skip
+
+
+def _synth_in_worker(args) -> Clip:
+    return synth_one(*args)
 
 
 def synth_dataset(
@@ -79,32 +101,42 @@ def synth_dataset(
     frames_per_segment: int = 40,
     event_prob: float = 0.5,
     supersample: int = 1,
+    workers: int = 1,
     on_clip=None,
 ) -> list[Clip]:
     """Render `num_clips` clips (world seeds first_seed, first_seed + 1, ...) into a dataset at `root`.
 
     Each clip carries poses, per-transition actions, a scene caption and, with probability `event_prob`, one event
-    (uniform over `yume.sim.events.EVENTS`) that starts within the first third of the clip.
+    (uniform over `yume.sim.events.EVENTS`) that starts within the first third of the clip. `workers` > 1 renders
+    in that many processes; every clip depends on its seed alone, so the dataset is the same.
     """
     if num_clips < 1:
         raise ValueError(f"num_clips={num_clips} must be >= 1")
     if not 0.0 <= event_prob <= 1.0:
         raise ValueError(f"event_prob={event_prob} must be in [0, 1]")
-    names = list(EVENTS)
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1")
+    options = dict(height=height, width=width, fps=fps, segments=segments, frames_per_segment=frames_per_segment,
+                   event_prob=event_prob, supersample=supersample)  # fmt: skip
+    jobs = [(root, first_seed + i, options) for i in range(num_clips)]
     clips = []
-    for i in range(num_clips):
-        seed = first_seed + i
-        rng = np.random.default_rng([seed, 1])
-        n = 1 + segments * frames_per_segment
-        event = names[rng.integers(len(names))] if rng.random() < event_prob else None
-        frames, poses, actions, caption = synth_clip(
-            seed, height=height, width=width, segments=segments, frames_per_segment=frames_per_segment,
-            event=event, event_onset=int(rng.integers(0, n // 3 + 1)), supersample=supersample,
-        )  # fmt: skip
-        clip = write_clip(root, f"sim_{seed:05d}", frames, fps, caption,
-                          event=event_text(event) if event else None, poses=poses, actions=actions)  # fmt: skip
-        clips.append(clip)
-        if on_clip is not None:
-            on_clip(clip)
+    if workers == 1:
+        results = map(_synth_in_worker, jobs)
+        pool = None
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: the parent may hold torch threads that a fork would copy mid-use.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_synth_in_worker, jobs, chunksize=4)
+    try:
+        for clip in results:
+            clips.append(clip)
+            if on_clip is not None:
+                on_clip(clip)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     write_manifest(root, clips)
     return clips

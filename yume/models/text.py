@@ -199,6 +199,16 @@ class TextEncoder:
             "Wan-AI/Wan2.2-TI2V-5B-Diffusers)"
         )
 
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write the diffusers layout (`text_encoder/` + `tokenizer/`) that `from_pretrained` reads back.
+
+        A built-in model ships its tiny encoder this way, so its embeddings do not hang on how a future
+        transformers release initialises a UMT5 from a seed.
+        """
+        directory = Path(directory)
+        self.model.save_pretrained(directory / "text_encoder", safe_serialization=True)
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+
     @torch.no_grad()
     def encode(self, texts: list[str]) -> list[torch.Tensor]:
         """Texts → one embedding [L_i, D] each, L_i = the true token count (EOS included, ≤ text_len).

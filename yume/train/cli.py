@@ -27,6 +27,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--segment-frames", type=int, default=40, help="frames each action is held (default 40)")
     p.add_argument("--event-prob", type=float, default=0.5, help="share of clips showing an event (default 0.5)")
     p.add_argument("--fps", type=float, default=16.0)
+    p.add_argument("--workers", type=int, default=1, help="processes rendering at once (e.g. the number of cores)")
     p.set_defaults(func=_synth)
 
     p = dsub.add_parser("check", help="report every bad clip (unreadable, missing fields, wrong fps, too short)")
@@ -38,20 +39,35 @@ def add_parsers(sub) -> None:
     p = dsub.add_parser("cache", help="VAE- and T5-encode every clip once into safetensors shards")
     p.add_argument("dataset", nargs="+", help="dataset folder(s) with manifest.jsonl; clip ids must not repeat")
     p.add_argument("out", help="cache folder to write")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes encoding clips at once (CPU; e.g. the number of cores); the cache is the same")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes encoding clips at once (e.g. the CPU cores, or 4-8 on one GPU); the cache is the same",
+    )
     p.add_argument("--vae", default="tiny", help="'tiny' (random test VAE) or a Wan2.2 VAE file/folder")
     p.add_argument("--text-encoder", default="tiny", help="'tiny' (random test T5) or a Wan/diffusers model folder")
     p.add_argument("--text-dim", type=int, default=32, help="width of the tiny text encoder (the DiT's text_dim)")
     p.add_argument("--text-len", type=int, default=512, help="token limit of the text encoder (the DiT's text_len)")
-    p.add_argument("--resolution", default=None, help="HxW to resize and centre-crop to, multiples of 32 (e.g. 704x1280)")
+    p.add_argument(
+        "--resolution", default=None, help="HxW to resize and centre-crop to, multiples of 32 (e.g. 704x1280)"
+    )
     p.add_argument("--max-frames", type=int, default=None, help="cut clips to at most this many frames")
+    p.add_argument(
+        "--text-dtype",
+        default="bf16",
+        choices=("bf16", "fp32"),
+        help="dtype of a text encoder loaded from a folder (default bf16; the tiny one is always fp32)",
+    )
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cache)
 
     train = sub.add_parser("train", help="train the DiT: flow matching (stage 1) or Self-Forcing + DMD (stage 2)")
     tsub = train.add_subparsers(dest="train_command", required=True, metavar="STAGE")
-    for stage, text in (("flow", "rectified-flow foundation training"), ("self-forcing", "Self-Forcing rollouts with DMD")):
+    for stage, text in (
+        ("flow", "rectified-flow foundation training"),
+        ("self-forcing", "Self-Forcing rollouts with DMD"),
+    ):
         p = tsub.add_parser(stage, help=text, description=f"{text}. Run under torchrun for FSDP/DDP.")
         p.add_argument("--config", default=None, help="a .toml or .yaml run config (see docs/training.md)")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -73,22 +89,33 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.set_defaults(func=_train_vae)
     p = tsub.add_parser("probe", help="does a DiT read the action caption? flow loss with the true vs another action")
     p.add_argument("weights", help="a DiT file or folder (e.g. a checkpoint's generator/ema)")
     p.add_argument("cache", help="a latent cache made by `yume data cache` with the DiT's VAE and text encoder")
-    p.add_argument("--mode", default="i2v", choices=("t2v", "i2v", "v2v"),
-                   help="batches to probe: i2v (history = the first latent: the caption is the only clue) or v2v")
+    p.add_argument(
+        "--mode",
+        default="i2v",
+        choices=("t2v", "i2v", "v2v"),
+        help="batches to probe: i2v (history = the first latent: the caption is the only clue) or v2v",
+    )
     p.add_argument("--chunk", type=int, default=4, help="latent frames per chunk (as trained)")
     p.add_argument("--batches", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--history", default="tscm", choices=("release", "full", "tscm"), help="history policy (as trained)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when available)")
     p.set_defaults(func=_probe)
     p = tsub.add_parser("export", help="pack a trained DiT and VAE into a built-in model folder (bf16 DiT)")
     p.add_argument("dit", help="the DiT: a checkpoint's generator/original (or ema) folder")
     p.add_argument("vae", help="the VAE folder written by `yume train vae`")
-    p.add_argument("out", help="model folder to write (dit/ and vae/), e.g. yume/assets/yume-sim-small")
+    p.add_argument("out", help="model folder to write (dit/, vae/, text/), e.g. yume/assets/yume-sim-small")
+    p.add_argument(
+        "--text",
+        default=None,
+        help="the text encoder folder the cache was made with (default: the tiny random one, seed 0)",
+    )
     p.set_defaults(func=_export)
 
 
@@ -99,7 +126,8 @@ def _probe(args) -> int:
     from yume.models.wan import YumeTransformer
     from yume.train.probe import action_probe, format_probe
 
-    model = YumeTransformer.from_pretrained(args.weights, dtype=torch.float32).eval()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = YumeTransformer.from_pretrained(args.weights, dtype=torch.float32, device=device).eval()
     rows = action_probe(model, LatentCache(args.cache), mode=args.mode, chunk=args.chunk, batches=args.batches,
                         batch_size=args.batch_size, policy=args.history, seed=args.seed)  # fmt: skip
     print(format_probe(rows))
@@ -126,7 +154,7 @@ def _synth(args) -> int:
         raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 128x128") from None
     clips = synth_dataset(args.out, args.clips, first_seed=args.first_seed, height=h, width=w, fps=args.fps,
                           segments=args.segments, frames_per_segment=args.segment_frames, event_prob=args.event_prob,
-                          on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
+                          workers=args.workers, on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
     print(f"{len(clips)} clips written to {args.out}")
     return 0
 
@@ -144,6 +172,8 @@ def _check(args) -> int:
 
 
 def _cache(args) -> int:
+    import torch
+
     from yume.data.cache import build_cache
     from yume.models.text import TextEncoder
     from yume.vae import WanVAE
@@ -152,7 +182,8 @@ def _cache(args) -> int:
     if args.text_encoder == "tiny":
         text = TextEncoder.from_config("tiny", d_model=args.text_dim, text_len=args.text_len)
     else:
-        text = TextEncoder.from_pretrained(args.text_encoder, text_len=args.text_len)
+        dtype = torch.float32 if args.text_dtype == "fp32" else torch.bfloat16
+        text = TextEncoder.from_pretrained(args.text_encoder, dtype=dtype, text_len=args.text_len)
     vae.to(args.device)
     text.to(args.device)
     resolution = None
@@ -162,8 +193,8 @@ def _cache(args) -> int:
         except ValueError:
             raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 704x1280") from None
         resolution = (h, w)
-    if args.workers < 1 or (args.workers > 1 and args.device != "cpu"):
-        raise ValueError(f"--workers {args.workers}: give 1, or more than 1 only with --device cpu")
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: give 1 or more processes")
     index = build_cache(args.dataset, args.out, vae, text, resolution=resolution, max_frames=args.max_frames,
                         workers=args.workers, on_clip=lambda i, n: print(f"{i}: {n} latent frames", flush=True))  # fmt: skip
     print(f"{len(index['clips'])} clips cached in {args.out}")
@@ -176,7 +207,7 @@ def _train_vae(args) -> int:
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
                          batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr, kl_weight=args.kl_weight,
                          autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
-                         seed=args.seed)  # fmt: skip
+                         seed=args.seed, device=args.device)  # fmt: skip
 
     def report(m):
         print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",
@@ -190,7 +221,7 @@ def _train_vae(args) -> int:
 def _export(args) -> int:
     from yume.train.export import export_builtin
 
-    size = export_builtin(args.dit, args.vae, args.out)
+    size = export_builtin(args.dit, args.vae, args.out, text=args.text)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0
 
@@ -208,4 +239,3 @@ def _train(args) -> int:
 
     train(cfg)
     return 0
-

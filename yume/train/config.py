@@ -86,6 +86,7 @@ class RunSection:
     ema_decay: float = 0.0  # 0 = no EMA
     progress: bool = True
     resume: bool = True  # continue from the newest checkpoint in `out` if there is one
+    max_minutes: float = 0.0  # > 0: save a checkpoint and stop after this wall time (a run on a lent GPU slot)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class TrainConfig:
         _check(o.lr > 0, "optim.lr", o.lr, "> 0")
         _check(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, ">= 0 (0 = no clipping)")
         _check(o.warmup_steps >= 0, "optim.warmup_steps", o.warmup_steps, ">= 0")
+        _check(r.max_minutes >= 0, "run.max_minutes", r.max_minutes, ">= 0 (0 = no time limit)")
         _check(self.flow.shift > 0 and self.flow.logit_std > 0, "flow.shift/logit_std",
                (self.flow.shift, self.flow.logit_std), "both > 0")  # fmt: skip
         _check(sf.chunks >= 1 and sf.steps >= 1, "self_forcing.chunks/steps", (sf.chunks, sf.steps), "both >= 1")

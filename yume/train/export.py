@@ -1,4 +1,4 @@
-"""Pack a trained DiT and VAE into a built-in model folder (`yume/assets/<name>/dit`, `/vae`)."""
+"""Pack a trained DiT, its VAE and its text encoder into a built-in model folder (`yume/assets/<name>/dit`, `/vae`, `/text`)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,32 @@ from pathlib import Path
 
 import torch
 
+from yume.models.text import TextEncoder
 from yume.models.wan import YumeTransformer
 from yume.vae import WanVAE
 
 
-def export_builtin(dit: str | Path, vae: str | Path, out: str | Path, dtype: torch.dtype = torch.bfloat16) -> int:
-    """DiT (any loadable layout) -> out/dit in `dtype`, original layout; VAE -> out/vae in float32. Returns bytes written."""
+def export_builtin(
+    dit: str | Path,
+    vae: str | Path,
+    out: str | Path,
+    text: str | Path | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+) -> int:
+    """DiT (any loadable layout) -> out/dit in `dtype`, original layout; VAE -> out/vae in float32; the text encoder
+    -> out/text in float32 (diffusers layout). `text` is the folder the cache was encoded with; None = the tiny
+    random encoder of seed 0 at the DiT's text_dim. Returns bytes written."""
     out = Path(out)
     model = YumeTransformer.from_pretrained(dit, dtype=torch.float32)
+    if text is None:
+        encoder = TextEncoder.from_config("tiny", seed=0, d_model=model.config.text_dim, text_len=model.config.text_len)
+    else:
+        encoder = TextEncoder.from_pretrained(text, dtype=torch.float32, text_len=model.config.text_len)
+    if encoder.dim != model.config.text_dim:
+        raise ValueError(
+            f"the text encoder in {text} is {encoder.dim}-d but the DiT expects text_dim={model.config.text_dim}"
+        )
     model.to(dtype).save_pretrained(out / "dit", layout="original")
     WanVAE.from_pretrained(vae, dtype=torch.float32).save_pretrained(out / "vae")
+    encoder.save_pretrained(out / "text")
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -141,7 +141,9 @@ class Trainer:
             teacher = teacher or copy.deepcopy(base)
             fake = copy.deepcopy(teacher)
             teacher.requires_grad_(False).eval()
-            self.teacher = apply_fsdp(teacher, device_mesh(info)) if info.distributed and cfg.run.parallel != "ddp" else teacher
+            self.teacher = (
+                apply_fsdp(teacher, device_mesh(info)) if info.distributed and cfg.run.parallel != "ddp" else teacher
+            )
         generator = base
         if cfg.lora.rank:
             generator = apply_lora(generator, cfg.lora.rank, cfg.lora.alpha, cfg.lora.targets)
@@ -154,7 +156,9 @@ class Trainer:
     def _add_part(self, name: str, model: nn.Module, lr: float, lora_scale: float | None) -> None:
         cfg = self.cfg
         model_config = model.config
-        model = parallelize(model, self.info, parallel=cfg.run.parallel, activation_checkpointing=cfg.run.activation_checkpointing)
+        model = parallelize(
+            model, self.info, parallel=cfg.run.parallel, activation_checkpointing=cfg.run.activation_checkpointing
+        )
         params = [p for p in model.parameters() if p.requires_grad]
         ema = EMA(model, cfg.run.ema_decay) if cfg.run.ema_decay else None
         self.parts[name] = Part(name, model, make_optimizer(params, cfg, lr), ema, model_config, lora_scale)
@@ -192,7 +196,9 @@ class Trainer:
         lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps)
         generator_turn = step % sf.critic_ratio == 0
         with self.autocast:
-            out = rollout(gen.model, noise, contexts, history, self.sigmas, exits, policy=self.policy, grad=generator_turn)
+            out = rollout(
+                gen.model, noise, contexts, history, self.sigmas, exits, policy=self.policy, grad=generator_turn
+            )
             if generator_turn:
                 loss = generator_dmd_loss(out, self.teacher, fake.model, contexts, uncond, sigma_range=sigma_range,
                                           generator=g, policy=self.policy, guidance=sf.guidance)  # fmt: skip
@@ -201,7 +207,9 @@ class Trainer:
             metrics["grad_norm"] = _optimize(gen, loss, cfg, lr)
             metrics["dmd_loss"] = loss.item()
         with self.autocast:
-            critic = fake_score_loss(out, fake.model, contexts, sigma_range=sigma_range, generator=g, policy=self.policy)
+            critic = fake_score_loss(
+                out, fake.model, contexts, sigma_range=sigma_range, generator=g, policy=self.policy
+            )
         _check_finite(critic, step, "fake-score loss")
         metrics["critic_grad_norm"] = _optimize(fake, critic, cfg, sf.critic_lr or lr)
         metrics["loss"] = critic.item()
@@ -226,6 +234,15 @@ class Trainer:
         history, start = [], time.perf_counter()
         try:
             while step < cfg.run.steps:
+                if cfg.run.max_minutes and time.perf_counter() - start > 60 * cfg.run.max_minutes:
+                    if step % cfg.run.save_every:  # else the last step already saved this checkpoint
+                        ckpt.save_checkpoint(out, step, self.parts, cfg, info, export=("generator",))
+                    if info.is_main:
+                        print(
+                            f"run.max_minutes={cfg.run.max_minutes} reached at step {step}; checkpoint saved",
+                            flush=True,
+                        )
+                    break
                 t0 = time.perf_counter()
                 metrics = step_fn(step)
                 step += 1

@@ -38,6 +38,7 @@ class VAETrainConfig:
     stats_clips: int = 32  # clips encoded whole to measure the per-channel latent mean / std
     log_every: int = 50
     max_minutes: float = 0.0  # > 0: stop after this wall time; the lr schedule runs on max(step, time) progress
+    device: str = ""  # "" = cuda when available, else cpu
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -60,7 +61,9 @@ def load_videos(dataset: str | Path, max_clips: int = 0) -> list[np.ndarray]:
     return videos
 
 
-def sample_batch(videos: list[np.ndarray], rng: np.random.Generator, batch: int, frames: int, crop: int) -> torch.Tensor:
+def sample_batch(
+    videos: list[np.ndarray], rng: np.random.Generator, batch: int, frames: int, crop: int
+) -> torch.Tensor:
     """Random windows [B, 3, frames, crop, crop] in [-1, 1], each from a random clip, start and position."""
     out = []
     for _ in range(batch):
@@ -77,6 +80,7 @@ def sample_batch(videos: list[np.ndarray], rng: np.random.Generator, batch: int,
 def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
     """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements."""
     posterior = vae.model.encode(x).latent_dist
+    # Noise drawn on the CPU generator, so a run draws the same samples on any device.
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(x.device)
     recon = vae.model.decode(z).sample.float()
     l1 = (recon - x).abs().mean()
@@ -90,7 +94,7 @@ def latent_statistics(vae: WanVAE, videos: list[np.ndarray]) -> tuple[list[float
     zs = []
     for v in videos:
         t = 1 + (len(v) - 1) // 4 * 4
-        x = torch.from_numpy(v[:t]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
+        x = torch.from_numpy(v[:t]).permute(3, 0, 1, 2)[None].float().to(vae.device) / 127.5 - 1.0
         zs.append(vae.model.encode(x).latent_dist.mean.float().transpose(0, 1).reshape(vae.z_dim, -1))
     z = torch.cat(zs, dim=1)
     return [round(float(m), 5) for m in z.mean(1)], [round(float(s), 5) for s in z.std(1)]
@@ -101,10 +105,14 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
     videos = load_videos(cfg.dataset, cfg.max_clips)
     rng = np.random.default_rng(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={cfg.device!r} asked for, but this torch has no CUDA device; use cpu")
     vae = WanVAE.from_pretrained(cfg.init) if cfg.init else WanVAE.from_config(cfg.preset, seed=cfg.seed)
+    vae.to(device)
     vae.model.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.autocast == "bf16" else nullcontext()
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.autocast == "bf16" else nullcontext()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1), encoding="utf-8")
@@ -120,7 +128,7 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
             lr = cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop)
+            x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop).to(device, non_blocking=True)
             with amp:
                 loss, metrics = vae_loss(vae, x, g, cfg.kl_weight)
             if not torch.isfinite(loss):
@@ -138,5 +146,6 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
     vae.model.eval().requires_grad_(False)
     mean, std = latent_statistics(vae, videos[: cfg.stats_clips])
     vae.model.register_to_config(latents_mean=mean, latents_std=std)
+    vae.to("cpu")
     vae.save_pretrained(out)
     return vae
