@@ -36,6 +36,21 @@ def test_shipped_tiny_tokenizer_is_used_not_unk(encoder):
             assert tok.decode(ids, skip_special_tokens=True) == text
 
 
+def test_shipped_tokenizer_json_matches_the_sentencepiece_model(tmp_path):
+    """tokenizer.json (read without a sentencepiece conversion) gives the ids of spiece.model alone."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    shutil.copytree(TINY_TOKENIZER, tmp_path / "spm", ignore=shutil.ignore_patterns("tokenizer.json"))
+    from_json, from_spm = AutoTokenizer.from_pretrained(TINY_TOKENIZER), AutoTokenizer.from_pretrained(tmp_path / "spm")
+    texts = (TINY_TOKENIZER / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    texts += [caption(a, "A red balloon appears.", v) for v in ("1.5", "1.0") for a in ALL_ACTIONS]
+    texts += ["", "  two  spaces ", "Ünïcode → ←, 42!"]
+    assert len(from_json) == len(from_spm)
+    assert [from_json(t).input_ids for t in texts] == [from_spm(t).input_ids for t in texts]
+
+
 def test_tiny_encoder_is_deterministic_per_seed():
     a, b = TextEncoder.from_config("tiny", seed=0, d_model=32), TextEncoder.from_config("tiny", seed=0, d_model=32)
     c = TextEncoder.from_config("tiny", seed=1, d_model=32)

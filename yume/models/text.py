@@ -457,4 +457,7 @@ def build_tiny_tokenizer(directory: str | Path, vocab_size: int = 512) -> Path:
     (directory / "spiece.model").write_bytes(proto.getvalue())
     config = {"tokenizer_class": "T5Tokenizer", "extra_ids": 0, "model_max_length": 512}
     (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # The fast tokenizer's own file too: loaders then need no sentencepiece conversion, which in
+    # transformers 5.17 / tokenizers 0.23 fails on this model's empty (identity) normaliser charsmap.
+    AutoTokenizer.from_pretrained(directory).backend_tokenizer.save(str(directory / "tokenizer.json"))
     return directory
