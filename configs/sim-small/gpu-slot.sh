@@ -6,7 +6,8 @@
 #
 #   SLOT=540 WORK=/tmp/sim OUT=out/sim-gpu [VAE_INIT=path/to/vae] [TEXT=path/to/text] bash configs/sim-small/gpu-slot.sh
 #
-# VAE_INIT: continue a trained sim VAE (else single frames, then 9-frame windows, from scratch). TEXT: the text
+# VAE_INIT: continue a trained sim VAE (else single frames, then 9-frame windows, from scratch); VAE_MINUTES=0
+# uses it as it is, so the slot goes to rendering, caching and the DiT. TEXT: the text
 # encoder folder to cache and pack with (`TextEncoder.save_pretrained`; else the tiny random one of seed 0).
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
@@ -26,7 +27,7 @@ yume() { python3 -m yume.cli "$@"; }
 left() { echo $((SLOT - ($(date +%s) - T0))); }
 say() { echo "[$(($(date +%s) - T0)) s] $*"; }
 mkdir -p "$WORK" "$OUT"
-pack_logs() { tar czf "$OUT/logs.tgz" -C "$WORK" --exclude='*.safetensors' --exclude='*.mp4' --exclude=cache . 2>/dev/null; }
+pack_logs() { (cd "$WORK" && find . -name '*.log' -o -name log.jsonl -o -name '*.toml' | tar czf "$OUT/logs.tgz" -T -) 2>/dev/null; }
 trap pack_logs EXIT
 
 say "data: ${CLIPS_FIRST} worlds, ${CORES} cores"
@@ -35,8 +36,12 @@ yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$CLIPS_FIRST" 
     >"$WORK/synth-b.log" 2>&1 &
 SYNTH=$!
 
-VAE_MIN=$(python3 -c "print(round(min(2.5, $(left) * 0.22 / 60), 2))")
-if [ -n "${VAE_INIT:-}" ]; then
+VAE_MIN=${VAE_MINUTES:-$(python3 -c "print(round(min(2.5, $(left) * 0.22 / 60), 2))")}
+if [ "$VAE_MIN" = 0 ]; then
+    [ -n "${VAE_INIT:-}" ] || { say "VAE_MINUTES=0 needs VAE_INIT, the VAE to use as it is"; exit 1; }
+    say "VAE: $VAE_INIT as it is"
+    cp -r "$VAE_INIT" "$WORK/vae"
+elif [ -n "${VAE_INIT:-}" ]; then
     say "VAE: continue $VAE_INIT on 9-frame windows for $VAE_MIN min"
     yume train vae "$WORK/raw-a" "$WORK/vae" --init "$VAE_INIT" --frames 9 --batch-size 16 --lr 3e-4 \
         --steps 1000000 --max-minutes "$VAE_MIN" --device "$DEVICE" >"$WORK/vae.log" 2>&1
@@ -49,7 +54,7 @@ else
         --steps 1000000 --max-minutes "$half" --device "$DEVICE" >"$WORK/vae.log" 2>&1
 fi
 [ -f "$WORK/vae/config.json" ] || { say "VAE training failed"; tail -20 "$WORK"/vae*.log; exit 1; }
-tail -2 "$WORK/vae.log"
+[ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
 say "waiting for the renderer"
 wait $SYNTH || { say "synth of raw-b failed"; tail "$WORK/synth-b.log"; exit 1; }
@@ -63,6 +68,7 @@ yume data cache "$WORK/raw-a" "$WORK/raw-b" "$WORK/cache" --vae "$WORK/vae" "${T
 tail -1 "$WORK/cache.log"
 
 FLOW_MIN=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
+python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min left for the DiT: raise SLOT or render fewer clips"; exit 1; }
 say "flow: $FLOW_MIN min, batch $BATCH"
 yume train flow --config configs/sim-small/flow.toml --set data.cache="$WORK/cache" --set run.out="$WORK/flow" \
     --set data.batch_size="$BATCH" --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 \
