@@ -214,6 +214,27 @@ def test_torchrun_fsdp_two_processes_and_its_checkpoint_loads_in_one(cache, tmp_
     assert not torch.equal(before["blocks.0.self_attn.q.weight"], after.state_dict()["blocks.0.self_attn.q.weight"])
 
 
+def test_torchrun_fsdp_with_lora_changes_only_the_adapted_layers(cache, tmp_path):
+    init = YumeTransformer.from_config("tiny", seed=0)
+    with torch.no_grad():  # a zero output layer (Wan's init) would pass no gradient to the adapters
+        init.head.head.weight.normal_(0, 0.02)
+    init.save_pretrained(tmp_path / "init")
+    sets = [f"data.cache={cache}", f"run.out={tmp_path / 'run'}", "data.chunk_latents=2", "data.history_min=1",
+            "run.autocast=none", "run.progress=false", "run.steps=2", "run.parallel=fsdp", "lora.rank=4",
+            "lora.targets=q,v", f"model.weights={tmp_path / 'init'}", "optim.lr=1e-2", "optim.warmup_steps=0"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29535", "-m", "yume.cli",
+           "train", "flow", *(f"--set={s}" for s in sets)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before = YumeTransformer.from_pretrained(tmp_path / "init", dtype=torch.float32).state_dict()
+    merged = YumeTransformer.from_pretrained(tmp_path / "run/checkpoints/step-0000002/generator/original",
+                                             dtype=torch.float32).state_dict()  # fmt: skip
+    changed = {k for k in before if not torch.equal(before[k], merged[k])}
+    adapted = {k for k in before if k.endswith((".q.weight", ".v.weight")) and k.startswith("blocks.")}
+    assert changed == adapted
+
+
 def test_torchrun_self_forcing_with_fsdp_and_activation_checkpointing(cache, tmp_path):
     sets = [f"data.cache={cache}", f"run.out={tmp_path}", "data.chunk_latents=2", "data.history_min=1",
             "run.autocast=none", "run.progress=false", "run.steps=3", "run.parallel=fsdp", "optim.lr=5e-3",
