@@ -120,6 +120,18 @@ def test_run_stops_at_max_minutes_with_a_checkpoint_and_resumes_from_it(cache, t
     assert [m["step"] for m in resumed] == [last + 1, last + 2]
 
 
+def test_run_stops_when_its_stop_file_appears(cache, tmp_path):
+    stop = tmp_path / "STOP"
+
+    def touch_at_3(m):
+        if m["step"] == 3:
+            stop.touch()
+
+    done = train(config(cache, tmp_path / "run", "run.steps=1000", f"run.stop_file={stop}"), callback=touch_at_3)
+    assert done[-1]["step"] == 3
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step-0000003"]
+
+
 def test_lora_trains_adapters_and_exports_merged_weights(cache, tmp_path):
     # LoRA starts from trained weights; a random init's zero output layer would pass no gradient to the blocks.
     init = YumeTransformer.from_config("tiny", seed=0)
@@ -221,7 +233,8 @@ def test_torchrun_fsdp_with_lora_changes_only_the_adapted_layers(cache, tmp_path
     init.save_pretrained(tmp_path / "init")
     sets = [f"data.cache={cache}", f"run.out={tmp_path / 'run'}", "data.chunk_latents=2", "data.history_min=1",
             "run.autocast=none", "run.progress=false", "run.steps=2", "run.parallel=fsdp", "lora.rank=4",
-            "lora.targets=q,v", f"model.weights={tmp_path / 'init'}", "optim.lr=1e-2", "optim.warmup_steps=0"]  # fmt: skip
+            "lora.targets=q,v", f"model.weights={tmp_path / 'init'}", "optim.lr=1e-2", "optim.warmup_steps=0",
+            f"run.stop_file={tmp_path / 'never'}"]  # fmt: skip  (rank 0 broadcasts 'go on' each step)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-port=29535", "-m", "yume.cli",
            "train", "flow", *(f"--set={s}" for s in sets)]  # fmt: skip

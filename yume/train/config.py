@@ -87,6 +87,7 @@ class RunSection:
     progress: bool = True
     resume: bool = True  # continue from the newest checkpoint in `out` if there is one
     max_minutes: float = 0.0  # > 0: save a checkpoint and stop after this wall time (a run on a lent GPU slot)
+    stop_file: str = ""  # when this file appears, save a checkpoint and stop (another process ends the run)
 
 
 @dataclass

@@ -234,14 +234,12 @@ class Trainer:
         history, start = [], time.perf_counter()
         try:
             while step < cfg.run.steps:
-                if cfg.run.max_minutes and time.perf_counter() - start > 60 * cfg.run.max_minutes:
+                reason = self._stop_reason(start)
+                if reason:
                     if step % cfg.run.save_every:  # else the last step already saved this checkpoint
                         ckpt.save_checkpoint(out, step, self.parts, cfg, info, export=("generator",))
                     if info.is_main:
-                        print(
-                            f"run.max_minutes={cfg.run.max_minutes} reached at step {step}; checkpoint saved",
-                            flush=True,
-                        )
+                        print(f"{reason} at step {step}; checkpoint saved", flush=True)
                     break
                 t0 = time.perf_counter()
                 metrics = step_fn(step)
@@ -268,6 +266,29 @@ class Trainer:
             if log is not None:
                 log.close()
         return history
+
+
+    def _stop_reason(self, start: float) -> str:
+        """Why the run stops before its last step ('' = it goes on). Rank 0 decides for all: ranks that disagreed
+        would wait on each other's collectives forever."""
+        r = self.cfg.run
+        if not (r.max_minutes or r.stop_file):
+            return ""
+        reason = ""
+        if r.max_minutes and time.perf_counter() - start > 60 * r.max_minutes:
+            reason = f"run.max_minutes={r.max_minutes} reached"
+        elif r.stop_file and Path(r.stop_file).exists():
+            reason = f"stop file {r.stop_file} found"
+        if self.info.distributed:
+            import torch.distributed as dist
+
+            flag = torch.tensor([int(bool(reason))], device=self.device)
+            dist.broadcast(flag, src=0)
+            if not flag.item():
+                reason = ""
+            elif not reason:
+                reason = "rank 0 stopped the run"
+        return reason
 
 
 def _check_finite(loss: torch.Tensor, step: int, what: str) -> None:
