@@ -1,37 +1,55 @@
 #!/usr/bin/env bash
-# The sim-small recipe (docs/sim-model.md) squeezed into one time-boxed GPU slot of SLOT seconds: render worlds on
-# every CPU core while the VAE trains on the GPU, cache with several GPU processes, then flow-match the DiT for
-# whatever time is left, pack the model and probe it. Every stage is a plain `yume` command; only the time boxes
-# are new. Usage (from the repository root, `yume` importable):
+# The sim-small recipe (docs/sim-model.md) squeezed into one time-boxed GPU slot of SLOT seconds. Every stage is a
+# plain `yume` command; only the scheduling is new:
 #
-#   SLOT=540 WORK=/tmp/sim OUT=out/sim-gpu [VAE_INIT=path/to/vae] [TEXT=path/to/text] bash configs/sim-small/gpu-slot.sh
+#   1. render CLIPS_FIRST worlds on every core;
+#   2. VAE: train on them on the GPU (VAE_MINUTES, default ~22% of the slot), or VAE_MINUTES=0 to use VAE_INIT
+#      as it is; meanwhile the next CLIPS_MORE worlds render;
+#   3. cache the first worlds (8 GPU processes) and start the DiT on them (phase 1, in the background);
+#   4. when the rest has rendered, cache all worlds, stop phase 1 (`run.stop_file`) and resume the same run on the
+#      whole cache (phase 2) for the time left; then pack the model and probe it.
 #
-# VAE_INIT: continue a trained sim VAE (else single frames, then 9-frame windows, from scratch); VAE_MINUTES=0
-# uses it as it is, so the slot goes to rendering, caching and the DiT. TEXT: the text
+# Usage (from the repository root, `yume` importable):
+#
+#   SLOT=540 WORK=/tmp/sim OUT=out/sim-gpu [VAE_INIT=path/to/vae] [VAE_MINUTES=0] [TEXT=path/to/text] \
+#       bash configs/sim-small/gpu-slot.sh
+#
+# VAE_INIT: a trained sim VAE to continue (else single frames, then 9-frame windows, from scratch). TEXT: the text
 # encoder folder to cache and pack with (`TextEncoder.save_pretrained`; else the tiny random one of seed 0).
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
 WORK=${WORK:-/tmp/sim}
 OUT=${OUT:-out/sim-gpu}
-CLIPS_FIRST=${CLIPS_FIRST:-192}   # rendered first: the VAE trains on these while the rest render
-CLIPS_MORE=${CLIPS_MORE:-1100}
-BATCH=${BATCH:-64}
+CLIPS_FIRST=${CLIPS_FIRST:-320}
+CLIPS_MORE=${CLIPS_MORE:-1000}
+BATCH=${BATCH:-128}
 DEVICE=${DEVICE:-cuda}
 T0=$(date +%s)
 CORES=$(nproc)
-RENDER_A=$((CORES > 3 ? CORES - 2 : 1))  # leave cores for the main processes
-RENDER_B=$((CORES > 4 ? CORES - 3 : 1))
+RENDER_A=$((CORES > 3 ? CORES - 1 : 1))
+RENDER_B=$((CORES > 4 ? CORES - 3 : 1))  # leave cores for the VAE or the DiT and the cache's main process
 CACHE_WORKERS=$([ "$DEVICE" = cpu ] && echo 1 || echo 8)
 yume() { python3 -m yume.cli "$@"; }
 left() { echo $((SLOT - ($(date +%s) - T0))); }
 say() { echo "[$(($(date +%s) - T0)) s] $*"; }
+fail() { say "$1 failed"; tail -20 "$2"; exit 1; }
 mkdir -p "$WORK" "$OUT"
 pack_logs() { (cd "$WORK" && find . -name '*.log' -o -name log.jsonl -o -name '*.toml' | tar czf "$OUT/logs.tgz" -T -) 2>/dev/null; }
 trap pack_logs EXIT
 
-say "data: ${CLIPS_FIRST} worlds, ${CORES} cores"
-yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || { say "synth failed"; tail "$WORK/synth-a.log"; exit 1; }
+TEXT_ARGS=(--text-encoder tiny --text-dim 64 --text-len 128)
+[ -n "${TEXT:-}" ] && TEXT_ARGS=(--text-encoder "$TEXT" --text-dtype fp32 --text-len 128)
+cache() {  # cache OUT LOG DATASET...
+    local out=$1 log=$2
+    shift 2
+    yume data cache "$@" "$out" --vae "$WORK/vae" "${TEXT_ARGS[@]}" --device "$DEVICE" --workers "$CACHE_WORKERS" >"$log" 2>&1
+}
+FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data.batch_size="$BATCH"
+      --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 --set run.ema_decay=0.999)
+
+say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
+yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
 yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$CLIPS_FIRST" --workers "$RENDER_B" \
     >"$WORK/synth-b.log" 2>&1 &
 SYNTH=$!
@@ -53,28 +71,30 @@ else
     yume train vae "$WORK/raw-a" "$WORK/vae" --init "$WORK/vae-img" --frames 9 --batch-size 16 --lr 5e-4 \
         --steps 1000000 --max-minutes "$half" --device "$DEVICE" >"$WORK/vae.log" 2>&1
 fi
-[ -f "$WORK/vae/config.json" ] || { say "VAE training failed"; tail -20 "$WORK"/vae*.log; exit 1; }
+[ -f "$WORK/vae/config.json" ] || fail "VAE training" "$WORK/vae.log"
 [ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
-say "waiting for the renderer"
-wait $SYNTH || { say "synth of raw-b failed"; tail "$WORK/synth-b.log"; exit 1; }
-tail -1 "$WORK/synth-b.log"
+say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"
+cache "$WORK/cache-a" "$WORK/cache-a.log" "$WORK/raw-a" || fail "cache of raw-a" "$WORK/cache-a.log"
+SAFETY=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
+yume train flow "${FLOW[@]}" --set data.cache="$WORK/cache-a" --set run.stop_file="$WORK/STOP" \
+    --set run.max_minutes="$SAFETY" >"$WORK/flow-1.log" 2>&1 &
+PHASE1=$!
 
-TEXT_ARGS=(--text-encoder tiny --text-dim 64 --text-len 128)
-[ -n "${TEXT:-}" ] && TEXT_ARGS=(--text-encoder "$TEXT" --text-dtype fp32 --text-len 128)
-say "cache: $CACHE_WORKERS processes on $DEVICE"
-yume data cache "$WORK/raw-a" "$WORK/raw-b" "$WORK/cache" --vae "$WORK/vae" "${TEXT_ARGS[@]}" --device "$DEVICE" \
-    --workers "$CACHE_WORKERS" >"$WORK/cache.log" 2>&1 || { say "cache failed"; tail "$WORK/cache.log"; exit 1; }
-tail -1 "$WORK/cache.log"
+wait $SYNTH || fail "synth of raw-b" "$WORK/synth-b.log"
+say "$(tail -1 "$WORK/synth-b.log"); cache all worlds"
+cache "$WORK/cache-ab" "$WORK/cache-ab.log" "$WORK/raw-a" "$WORK/raw-b" || fail "cache of all worlds" "$WORK/cache-ab.log"
+touch "$WORK/STOP"
+wait $PHASE1 || fail "flow phase 1" "$WORK/flow-1.log"
+tail -1 "$WORK/flow-1.log"
 
 FLOW_MIN=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
-python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min left for the DiT: raise SLOT or render fewer clips"; exit 1; }
-say "flow: $FLOW_MIN min, batch $BATCH"
-yume train flow --config configs/sim-small/flow.toml --set data.cache="$WORK/cache" --set run.out="$WORK/flow" \
-    --set data.batch_size="$BATCH" --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 \
-    --set run.ema_decay=0.999 --set run.max_minutes="$FLOW_MIN" >"$WORK/flow.log" 2>&1 || { say "flow failed"; tail -20 "$WORK/flow.log"; exit 1; }
-grep -E "^step" "$WORK/flow.log" | awk 'NR % 5 == 1' | tail -12
-tail -2 "$WORK/flow.log"
+python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min left for phase 2: raise SLOT or render fewer worlds"; exit 1; }
+say "phase 2: the same run on all worlds' cache for $FLOW_MIN min"
+yume train flow "${FLOW[@]}" --set data.cache="$WORK/cache-ab" --set run.max_minutes="$FLOW_MIN" \
+    >"$WORK/flow-2.log" 2>&1 || fail "flow phase 2" "$WORK/flow-2.log"
+grep -hE "^step" "$WORK/flow-1.log" "$WORK/flow-2.log" | awk 'NR % 5 == 1' | tail -12
+tail -1 "$WORK/flow-2.log"
 CKPT=$(ls -d "$WORK"/flow/checkpoints/step-* | tail -1)
 
 say "pack $CKPT"
@@ -83,5 +103,5 @@ EXPORT_ARGS=()
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
 tar cf - -C "$WORK/model" . | split -b 15000000 - "$OUT/model.tar.part-"
 say "probe"
-yume train probe "$CKPT/generator/ema" "$WORK/cache" --batches 16 --batch-size 16 --device "$DEVICE" | tee "$WORK/probe.log"
+yume train probe "$CKPT/generator/ema" "$WORK/cache-ab" --batches 16 --batch-size 16 --device "$DEVICE" | tee "$WORK/probe.log"
 say "done"
