@@ -138,6 +138,16 @@ def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
     assert vae.config["latents_std"] != [1.0] * 32  # measured, not the preset's placeholder
     video = torch.zeros(1, 3, 5, 32, 32)
     assert vae.encode(video).shape == (1, 32, 2, 4, 4)
+    # Decoder-only: the encoder (the latent space a DiT was trained on) is kept bit for bit; the decoder moves.
+    cfg = VAETrainConfig(str(tmp_path / "raw"), str(tmp_path / "dec"), init=str(tmp_path / "vae"), train="decoder",
+                         steps=2, batch_size=1, crop=32, lr=1e-2)  # fmt: skip
+    train_vae(cfg)
+    before, after = vae.model.state_dict(), WanVAE.from_pretrained(tmp_path / "dec").model.state_dict()
+    moved = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert moved == {"decoder", "post_quant_conv"}
+    assert WanVAE.from_pretrained(tmp_path / "dec").config["latents_std"] == vae.config["latents_std"]
+    with pytest.raises(ValueError, match="train='decoder' keeps a trained encoder"):
+        VAETrainConfig("d", "o", train="decoder")
 
 
 def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():

@@ -90,6 +90,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="", help="cuda, cuda:1 or cpu (default: cuda when available)")
+    p.add_argument("--train", default="all", choices=("all", "decoder"),
+                   help="decoder: keep --init's encoder (its latent space, so DiTs trained on it still decode)")
     p.set_defaults(func=_train_vae)
     p = tsub.add_parser("probe", help="does a DiT read the action caption? flow loss with the true vs another action")
     p.add_argument("weights", help="a DiT file or folder (e.g. a checkpoint's generator/ema)")
@@ -207,7 +209,7 @@ def _train_vae(args) -> int:
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
                          batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr, kl_weight=args.kl_weight,
                          autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
-                         seed=args.seed, device=args.device)  # fmt: skip
+                         seed=args.seed, device=args.device, train=args.train)  # fmt: skip
 
     def report(m):
         print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",

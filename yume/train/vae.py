@@ -39,12 +39,19 @@ class VAETrainConfig:
     log_every: int = 50
     max_minutes: float = 0.0  # > 0: stop after this wall time; the lr schedule runs on max(step, time) progress
     device: str = ""  # "" = cuda when available, else cpu
+    # "decoder": the encoder (and so the latent space) stays fixed, so a DiT trained on this VAE's latents can be
+    # decoded by the result; "all" trains both halves.
+    train: str = "all"
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 1")
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames={self.frames} must be 1 + 4k (whole latent frames), e.g. 5 or 9")
+        if self.train not in ("all", "decoder"):
+            raise ValueError(f"train={self.train!r} must be 'all' or 'decoder'")
+        if self.train == "decoder" and not self.init:
+            raise ValueError("train='decoder' keeps a trained encoder: give init, the VAE to continue")
         if self.autocast not in ("bf16", "none"):
             raise ValueError(f"autocast={self.autocast!r} must be 'bf16' or 'none'")
 
@@ -111,7 +118,11 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
     vae = WanVAE.from_pretrained(cfg.init) if cfg.init else WanVAE.from_config(cfg.preset, seed=cfg.seed)
     vae.to(device)
     vae.model.train().requires_grad_(True)
-    optimizer = torch.optim.AdamW(vae.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    if cfg.train == "decoder":
+        vae.model.encoder.requires_grad_(False)
+        vae.model.quant_conv.requires_grad_(False)
+    trainable = [p for p in vae.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.0)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.autocast == "bf16" else nullcontext()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +145,7 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
             if not torch.isfinite(loss):
                 raise RuntimeError(f"VAE loss is {loss.item()} at step {step + 1}; lower lr (now {cfg.lr})")
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -144,8 +155,9 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
                 if callback is not None:
                     callback(metrics)
     vae.model.eval().requires_grad_(False)
-    mean, std = latent_statistics(vae, videos[: cfg.stats_clips])
-    vae.model.register_to_config(latents_mean=mean, latents_std=std)
+    if cfg.train == "all":  # a fixed encoder keeps its statistics: the DiT's latents were normalised with them
+        mean, std = latent_statistics(vae, videos[: cfg.stats_clips])
+        vae.model.register_to_config(latents_mean=mean, latents_std=std)
     vae.to("cpu")
     vae.save_pretrained(out)
     return vae
