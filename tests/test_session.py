@@ -197,3 +197,14 @@ def test_a_model_that_states_its_chunk_prompt_mode_and_image_start_is_sampled_th
     told = WorldSession(world, "street", config=SessionConfig(height=64, width=64, steps=1, chunk_latents=1,
                                                               prompt_mode="joined"))  # fmt: skip
     assert told.config.chunk_latents == 1 and told.config.prompt_mode == "joined"
+
+
+def test_unset_sampling_is_the_models_recipe_and_explicit_values_win(world, monkeypatch):
+    assert WorldSession(world, "a street").config.steps == 4  # no recipe in the model: the release's 4 steps
+    release = WorldSession(world, "a street").config
+    assert (release.steps, release.shift, release.guidance) == (4, 7.0, 1.0)
+    monkeypatch.setitem(world.info, "sampling", "release-50step")
+    own = WorldSession(world, "a street").config
+    assert (own.steps, own.shift, own.guidance) == (50, 5.0, 1.0)
+    mixed = WorldSession(world, "a street", config=SessionConfig(steps=2)).config
+    assert (mixed.steps, mixed.shift) == (2, 5.0)

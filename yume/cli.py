@@ -32,7 +32,9 @@ def _generate(args) -> int:
     height, width = parse_resolution(args.resolution)
     # Yume-I2V-540P (detected from the checkpoint) samples with its own release recipe and the 1.0 vocabulary.
     i2v = is_i2v_model(args.model)
-    preset = SAMPLING_PRESETS[args.preset or ("yume-i2v" if i2v else "release-4step")]
+    # No --preset: the model's own recipe (the session reads it from the model; release-4step for Yume checkpoints).
+    name = args.preset or ("yume-i2v" if i2v else None)
+    preset = SAMPLING_PRESETS[name] if name else {"steps": None, "shift": None, "guidance": None}
     if i2v and not args.negative_prompt:
         from yume.session_i2v import I2V_NEGATIVE_PROMPT
 
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32: 704x1280 (default for Yume-5B) or 544x960")
     p.add_argument("--preset", choices=["release-4step", "release-50step", "wan-cfg", "yume-i2v"],
                    help="sampling recipe: 4 steps shift 7 (distilled weights), 50 steps shift 5, or 50 steps with CFG 5; "
-                   "yume-i2v: 50 steps shift 3 CFG 5 (default: release-4step, or yume-i2v for Yume-I2V-540P)")
+                   "yume-i2v: 50 steps shift 3 CFG 5 (default: the model's own: release-4step for Yume checkpoints, "
+                   "yume-i2v for Yume-I2V-540P)")
     p.add_argument("--steps", type=int, help="denoising steps per chunk (overrides the preset)")
     p.add_argument("--shift", type=float, help="σ shift (overrides the preset)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale; 1 = off")

@@ -23,13 +23,14 @@ SAMPLERS = ("euler", "tts-sde")
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """How a world is sampled. Defaults are the release's 4-step recipe (shift 7, no guidance)."""
+    """How a world is sampled. None = the model's own recipe (`WorldModel.info["sampling"]`, a SAMPLING_PRESETS
+    name); without one, the release's 4-step recipe (4 steps, shift 7, no guidance)."""
 
     height: int | None = None  # None: the model's default resolution
     width: int | None = None
-    steps: int = 4
-    shift: float = 7.0
-    guidance: float = 1.0  # classifier-free guidance scale; 1 = off (distilled weights)
+    steps: int | None = None
+    shift: float | None = None
+    guidance: float | None = None  # classifier-free guidance scale; 1 = off (distilled weights)
     negative_prompt: str = ""
     history: str | None = None  # history policy: release | full | tscm; None = the model's own (see WorldSession)
     prompt_mode: str | None = None  # joined (release: one string) | decomposed (paper: action + event); None = the model's
@@ -41,7 +42,7 @@ class SessionConfig:
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.chunk_latents is not None and self.chunk_latents < 1:
             raise ValueError(f"chunk_latents must be >= 1, got {self.chunk_latents}")
@@ -134,6 +135,10 @@ class WorldSession:
             # The policy the model was trained with: a built-in model says; Yume checkpoints use the release table,
             # a plain Wan2.2 checkpoint (no history embeddings) sees every frame.
             self.config = dataclasses.replace(self.config, history=world.info.get("history", policies[0]))
+        recipe = SAMPLING_PRESETS[world.info.get("sampling", "release-4step")]
+        self.config = dataclasses.replace(
+            self.config, **{k: v for k, v in recipe.items() if getattr(self.config, k) is None}
+        )
         if self.config.prompt_mode is None:
             self.config = dataclasses.replace(self.config, prompt_mode=world.info.get("prompt_mode", "joined"))
         if self.config.chunk_latents is None:

@@ -181,10 +181,9 @@ class WorldModel:
         else:
             text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
                                            text_len=spec["text_len"], device="cpu")  # fmt: skip
-        # How the model was trained to be sampled: its history policy, chunk length and image start.
-        info = {"builtin": True} | {
-            k: spec[k] for k in ("history", "chunk_latents", "image_start", "prompt_mode") if k in spec
-        }
+        # How the model was trained to be sampled: its history policy, chunk length, image start and step recipe.
+        keys = ("history", "chunk_latents", "image_start", "prompt_mode", "sampling")
+        info = {"builtin": True} | {k: spec[k] for k in keys if k in spec}
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

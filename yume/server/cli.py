@@ -16,7 +16,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--token", help="access token required on every request (default: none on 127.0.0.1, a random "
                    "one otherwise)")  # fmt: skip
     p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32 (default: the model's)")
-    p.add_argument("--steps", type=int, default=4, help="denoising steps per chunk (default 4: the distilled release)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps per chunk (default: the model's recipe, 4 for the distilled release)")
     p.add_argument("--chunk-latents", type=int, help="latent frames per chunk (8 = 32 video frames; default: the model's own)")
     p.add_argument("--history", choices=["release", "full", "tscm"],
                    help="history compression (default: the model's own — release for Yume checkpoints)")
