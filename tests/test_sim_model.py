@@ -190,6 +190,14 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     # Sampled as it was trained: TSCM packing, 4-latent chunks, decomposed prompts, the image as one latent.
     assert session.config.history == "tscm" and session.config.chunk_latents == 4
     assert session.config.prompt_mode == "decomposed" and session.history.shape[2] == 1
+    # No sampling.json: the distilled release's 4 steps; an export that names a recipe is sampled with it.
+    assert (WorldSession(world, "a street", image=start).config.steps, world.info.get("sampling")) == (4, None)
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "flow" / "yume-sim-small", sampling="flow-cfg")
+    monkeypatch.setattr(yume.world, "ASSETS", tmp_path / "flow")
+    flow = WorldSession(WorldModel.load("yume-sim-small", device="cpu"), "a street", image=start).config
+    assert (flow.steps, flow.shift, flow.guidance) == (16, 3.0, 3.0)
+    with pytest.raises(ValueError, match="sampling='fast'"):
+        export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "x", sampling="fast")
     chunk = session.step(Action("W", ""))
     assert chunk.frames.shape == (16, 128, 128, 3) and chunk.frames.dtype == np.uint8
 

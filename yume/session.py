@@ -60,6 +60,8 @@ SAMPLING_PRESETS = {
     "wan-cfg": {"steps": 50, "shift": 5.0, "guidance": 5.0},
     # Yume-I2V-540P as released (with its negative prompt, see yume.session_i2v).
     "yume-i2v": {"steps": 50, "shift": 3.0, "guidance": 5.0},
+    # A flow-matching model not yet distilled, as configs/sim-small/flow.toml trains it (shift 3, 10% empty captions).
+    "flow-cfg": {"steps": 16, "shift": 3.0, "guidance": 3.0},
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,8 @@ class WorldModel:
         # How the model was trained to be sampled: its history policy, chunk length, image start and step recipe.
         keys = ("history", "chunk_latents", "image_start", "prompt_mode", "sampling")
         info = {"builtin": True} | {k: spec[k] for k in keys if k in spec}
+        if (root / "sampling.json").is_file():  # written by `yume train export --sampling`
+            info["sampling"] = json.loads((root / "sampling.json").read_text(encoding="utf-8"))["preset"]
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

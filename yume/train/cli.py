@@ -118,6 +118,9 @@ def add_parsers(sub) -> None:
         default=None,
         help="the text encoder folder the cache was made with (default: the tiny random one, seed 0)",
     )
+    p.add_argument("--sampling", default=None,
+                   help="the step recipe sessions use by default (a preset: release-4step for a distilled model, "
+                   "flow-cfg for a flow model)")
     p.set_defaults(func=_export)
 
 
@@ -223,7 +226,7 @@ def _train_vae(args) -> int:
 def _export(args) -> int:
     from yume.train.export import export_builtin
 
-    size = export_builtin(args.dit, args.vae, args.out, text=args.text)
+    size = export_builtin(args.dit, args.vae, args.out, text=args.text, sampling=args.sampling)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -17,10 +18,16 @@ def export_builtin(
     out: str | Path,
     text: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
+    sampling: str | None = None,
 ) -> int:
     """DiT (any loadable layout) -> out/dit in `dtype`, original layout; VAE -> out/vae in float32; the text encoder
     -> out/text in float32 (diffusers layout). `text` is the folder the cache was encoded with; None = the tiny
-    random encoder of seed 0 at the DiT's text_dim. Returns bytes written."""
+    random encoder of seed 0 at the DiT's text_dim. `sampling` (a SAMPLING_PRESETS name: "flow-cfg" for a model that
+    is not distilled) goes to out/sampling.json, and sessions use it unless told otherwise. Returns bytes written."""
+    from yume.session import SAMPLING_PRESETS
+
+    if sampling is not None and sampling not in SAMPLING_PRESETS:
+        raise ValueError(f"sampling={sampling!r}: choose one of {', '.join(SAMPLING_PRESETS)}")
     out = Path(out)
     model = YumeTransformer.from_pretrained(dit, dtype=torch.float32)
     if text is None:
@@ -34,4 +41,6 @@ def export_builtin(
     model.to(dtype).save_pretrained(out / "dit", layout="original")
     WanVAE.from_pretrained(vae, dtype=torch.float32).save_pretrained(out / "vae")
     encoder.save_pretrained(out / "text")
+    if sampling is not None:
+        (out / "sampling.json").write_text(json.dumps({"preset": sampling}) + "\n", encoding="utf-8")
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
