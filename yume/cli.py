@@ -88,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    '[{"action": "W", "event": "..."}] (default: W*4)')
     p.add_argument("--event", action="append", metavar="CHUNK:TEXT", help='text event from a chunk on, e.g. "4:A ghost appeared"')
     p.add_argument("--resolution", help="HEIGHTxWIDTH, multiples of 32: 704x1280 (default for Yume-5B) or 544x960")
-    p.add_argument("--preset", choices=["release-4step", "release-50step", "wan-cfg", "yume-i2v"],
+    p.add_argument("--preset", choices=["release-4step", "release-50step", "wan-cfg", "yume-i2v", "flow-cfg"],
                    help="sampling recipe: 4 steps shift 7 (distilled weights), 50 steps shift 5, or 50 steps with CFG 5; "
-                   "yume-i2v: 50 steps shift 3 CFG 5 (default: the model's own: release-4step for Yume checkpoints, "
+                   "yume-i2v: 50 steps shift 3 CFG 5; flow-cfg: 16 steps shift 3 CFG 3 (default: the model's own: release-4step for Yume checkpoints, "
                    "yume-i2v for Yume-I2V-540P)")
     p.add_argument("--steps", type=int, help="denoising steps per chunk (overrides the preset)")
     p.add_argument("--shift", type=float, help="σ shift (overrides the preset)")
