@@ -245,3 +245,14 @@ def test_eval_run_generates_each_case_with_a_model_and_scores_it(tmp_path, capsy
     [case] = result["results"]
     assert case["name"] == "walk" and set(case["if"]) >= {"movement", "rotation", "both"}
     assert case["generate_seconds"] > 0 and 0.0 <= result["summary"]["if_both"] <= 1.0
+
+
+def test_if_by_chunk_counts_each_chunk_index_over_all_videos():
+    from yume.eval.score import if_by_chunk
+
+    def video(*oks):
+        return {"chunks": [{"move_ok": m, "rotate_ok": r} for m, r in oks]}
+
+    rows = if_by_chunk([video((True, False), (False, False)), video((True, True)), video((False, True), (True, True))])
+    assert rows == [{"movement": 2 / 3, "rotation": 2 / 3, "chunks": 3}, {"movement": 0.5, "rotation": 0.5, "chunks": 2}]
+    assert if_by_chunk([]) == []

@@ -97,12 +97,17 @@ def _sim(args) -> int:
     if args.reference:
         for name, r in reference_ifs(world, args.out, scenes=args.scenes).items():
             print(f"IF of the true videos, {name}: movement {r['if_movement']:.3f}  rotation {r['if_rotation']:.3f}  "
-                  f"both {r['if_both']:.3f}")  # fmt: skip
+                  f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])})")  # fmt: skip
     s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance)
     print(s.pop("table"), end="")
+    print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"event following: {s['event_hit_rate']:.3f} of event cases show the asked event; "
           f"{s['false_event_rate']:.3f} of plain cases show one")  # fmt: skip
     return 0
+
+
+def _by_chunk(rows: list[dict]) -> str:
+    return "; ".join(f"chunk {i + 1}: move {r['movement']:.3f} rot {r['rotation']:.3f}" for i, r in enumerate(rows))
 
 
 def _generate(args) -> int:

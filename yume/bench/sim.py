@@ -48,15 +48,16 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> di
     score. Writes out/reference.json and returns {"rendered": summary, "vae": summary}.
     """
     from yume.eval.motion import MotionConfig
-    from yume.eval.score import load_benchmark, run_cases, summary
+    from yume.eval.score import if_by_chunk, load_benchmark, run_cases, summary
     from yume.sim.bench import rendered_generator
 
     out = Path(out)
     cases = load_benchmark(write_model_benchmark(world, out, scenes))
     ref = {}
     for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
-        s = summary(run_cases(cases, rendered_generator(transform), MotionConfig()))
-        ref[name] = {k: v for k, v in s.items() if k.startswith("if_")}
+        results = run_cases(cases, rendered_generator(transform), MotionConfig())
+        ref[name] = {k: v for k, v in summary(results).items() if k.startswith("if_")}
+        ref[name]["by_chunk"] = if_by_chunk(results)
     (out / "reference.json").write_text(json.dumps(ref, indent=1), encoding="utf-8")
     return ref
 
@@ -71,7 +72,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     from yume.eval.metrics import ModelPaths
     from yume.eval.motion import MotionConfig
     from yume.eval.run import session_generator
-    from yume.eval.score import load_benchmark, markdown, run_cases, summary, write_reports
+    from yume.eval.score import if_by_chunk, load_benchmark, markdown, run_cases, summary, write_reports
     from yume.sim.bench import event_following, rendered_examples
     from yume.sim.detect import EventDetector
 
@@ -84,7 +85,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     detector = EventDetector.fit(rendered_examples(height=h, width=w, frames=9, transform=vae_round_trip(world)))
     events = event_following(out / "videos", detector)
     (out / "events.json").write_text(json.dumps(events, indent=1), encoding="utf-8")
-    return {**summary(results), "event_hit_rate": events["event_hit_rate"],
+    return {**summary(results), "event_hit_rate": events["event_hit_rate"], "if_by_chunk": if_by_chunk(results),
             "false_event_rate": events["false_event_rate"], "table": markdown(results)}  # fmt: skip
 
 

@@ -244,6 +244,17 @@ def summary(results: Sequence[dict]) -> dict:
     return out
 
 
+def if_by_chunk(results: Sequence[dict]) -> list[dict]:
+    """IF accuracies per chunk index over all results: [0] is the chunk right after the start (an image start: the
+    caption is its only clue to the motion), later ones also see the motion they continue."""
+    out = []
+    for i in range(max((len(r["chunks"]) for r in results), default=0)):
+        rows = [r["chunks"][i] for r in results if len(r["chunks"]) > i]
+        out.append({"movement": float(np.mean([c["move_ok"] for c in rows])),
+                    "rotation": float(np.mean([c["rotate_ok"] for c in rows])), "chunks": len(rows)})  # fmt: skip
+    return out
+
+
 def markdown(results: Sequence[dict]) -> str:
     """A markdown table: one row per video plus the mean, then which method produced each metric."""
     head = ["case", "IF move", "IF rot", "IF both", "subject", "background", "smooth", "aesthetic", "imaging", "s"]
