@@ -183,7 +183,7 @@ class WorldModel:
             text = TextEncoder.from_config(spec["text"], seed=spec["seed"], d_model=dit.config.text_dim,
                                            text_len=spec["text_len"], device="cpu")  # fmt: skip
         # How the model was trained to be sampled: its history policy, chunk length, image start and step recipe.
-        keys = ("history", "chunk_latents", "image_start", "prompt_mode", "sampling")
+        keys = ("history", "chunk_latents", "image_start", "prompt_mode")
         info = {"builtin": True} | {k: spec[k] for k in keys if k in spec}
         if (root / "sampling.json").is_file():  # written by `yume train export --sampling`
             info["sampling"] = json.loads((root / "sampling.json").read_text(encoding="utf-8"))["preset"]

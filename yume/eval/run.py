@@ -19,7 +19,7 @@ def session_generator(world, *, steps: int | None = None, history: str | None = 
 
     def generate(case: Case) -> tuple[np.ndarray, list[int]]:
         config = SessionConfig(height=case.height, width=case.width, seed=case.seed, history=history,
-                               **({"steps": steps} if steps else {}), **({"guidance": guidance} if guidance else {}))  # fmt: skip
+                               steps=steps, guidance=guidance)  # None: the model's own recipe
         session = WorldSession(world, case.prompt, image=case.image, config=config)
         chunks = [session.step(action, case.events.get(i)) for i, action in enumerate(case.actions)]
         frames = np.concatenate([c.frames for c in chunks])

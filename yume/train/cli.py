@@ -130,9 +130,9 @@ def _probe(args) -> int:
     from yume.data.cache import LatentCache
     from yume.models.wan import YumeTransformer
     from yume.train.probe import action_probe, format_probe
+    from yume.world import default_device
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = YumeTransformer.from_pretrained(args.weights, dtype=torch.float32, device=device).eval()
+    model = YumeTransformer.from_pretrained(args.weights, dtype=torch.float32, device=args.device or default_device()).eval()
     rows = action_probe(model, LatentCache(args.cache), mode=args.mode, chunk=args.chunk, batches=args.batches,
                         batch_size=args.batch_size, policy=args.history, seed=args.seed)  # fmt: skip
     print(format_probe(rows))

@@ -112,7 +112,9 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
     videos = load_videos(cfg.dataset, cfg.max_clips)
     rng = np.random.default_rng(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from yume.world import default_device
+
+    device = torch.device(cfg.device or default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={cfg.device!r} asked for, but this torch has no CUDA device; use cpu")
     vae = WanVAE.from_pretrained(cfg.init) if cfg.init else WanVAE.from_config(cfg.preset, seed=cfg.seed)
