@@ -114,7 +114,7 @@ def test_run_stops_at_max_minutes_with_a_checkpoint_and_resumes_from_it(cache, t
     sets = ("run.steps=1000", "run.max_minutes=0.002")  # 120 ms; each step below takes at least 50 ms
     done = train(config(cache, tmp_path, *sets), callback=lambda m: time.sleep(0.05))
     last = done[-1]["step"]
-    assert 2 <= last < 10
+    assert 1 <= last < 50  # stopped long before step 1000, however slow the machine
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [f"step-{last:07d}"]
     resumed = train(config(cache, tmp_path, "run.steps=" + str(last + 2)))
     assert [m["step"] for m in resumed] == [last + 1, last + 2]
