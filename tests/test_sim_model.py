@@ -256,10 +256,20 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     r = vae_report(Lossless(), clips=3, frames=8, size=64)
     assert r["psnr_frame0"] == r["psnr_video"] == float("inf")
     assert r["if_vae"] == r["if_rendered"] and set(r["if_vae"]) == {"movement", "rotation"}
+    # The first three shuffled actions: one only turns, two translate; the estimator measures both groups.
+    assert r["parallax_vae"] == r["parallax_rendered"] and set(r["parallax_vae"]) == {"moving", "still"}
+    assert r["parallax_rendered"]["moving"] > 0.125 > r["parallax_rendered"]["still"]
+    # Parallax grows with the camera's speed: the same clips walked three times as fast.
+    fast = vae_report(Lossless(), clips=3, frames=8, size=64, move_speed=0.3)
+    assert fast["move_speed"] == 0.3 and fast["parallax_rendered"]["moving"] > 2 * r["parallax_rendered"]["moving"]
     with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
         vae_report(Lossless(), frames=6)
+    with pytest.raises(ValueError, match="move_speed=0.0 and turn_speed=1.5 must be > 0"):
+        vae_report(Lossless(), move_speed=0.0)
     from yume.cli import main
 
     assert main(["bench", "vae", "tiny-random", "--clips", "1", "--frames", "4"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| tiny-random | PSNR frame 0 |") and out[2].startswith("| 1 held-out clips |")
+    # One clip that only turns: no translating clip to average over.
+    assert out[3].startswith("parallax (px/frame at 0.1 m, 1.5 deg per frame), translating clips: rendered -,")

@@ -56,6 +56,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("vae", help="a VAE folder (e.g. from `yume train vae`) or built-in model name (its VAE)")
     p.add_argument("--clips", type=int, default=27, help="held-out clips, one action each (default 27)")
     p.add_argument("--frames", type=int, default=32, help="frames after the first (multiple of 4; default 32)")
+    p.add_argument("--move-speed", type=float, default=0.1,
+                   help="camera metres per frame of a held move key (default 0.1, as `yume data synth` renders)")
+    p.add_argument("--turn-speed", type=float, default=1.5, help="degrees per frame of a held arrow (default 1.5)")
     p.set_defaults(func=_vae)
 
     p = group.add_parser("sim", help="the street-world model on held-out worlds: IF, metrics, event following")
@@ -74,17 +77,28 @@ def _vae(args) -> int:
     import torch
 
     from yume.bench.sim import vae_report
+    from yume.eval.motion import MotionConfig
     from yume.vae import WanVAE
     from yume.world import BUILTIN, WorldModel
 
     vae = WorldModel.load(args.vae, device="cpu").vae if args.vae in BUILTIN else WanVAE.from_pretrained(args.vae, dtype=torch.float32)
-    r = vae_report(vae, clips=args.clips, frames=args.frames)
+    r = vae_report(vae, clips=args.clips, frames=args.frames, move_speed=args.move_speed, turn_speed=args.turn_speed)
     print(f"| {args.vae} | PSNR frame 0 | PSNR frames 1-{r['frames']} | IF move / rot, rendered | IF move / rot, through the VAE |")
     print("|---|---|---|---|---|")
     print(f"| {r['clips']} held-out clips | {r['psnr_frame0']:.2f} dB | {r['psnr_video']:.2f} dB | "
           f"{r['if_rendered']['movement']:.3f} / {r['if_rendered']['rotation']:.3f} | "
           f"{r['if_vae']['movement']:.3f} / {r['if_vae']['rotation']:.3f} |")  # fmt: skip
+    par = {name: r[f"parallax_{name}"] for name in ("rendered", "vae")}
+    print(f"parallax (px/frame at {r['move_speed']} m, {r['turn_speed']} deg per frame), translating clips: "
+          f"rendered {_px(par['rendered']['moving'])}, through the VAE {_px(par['vae']['moving'])}; "
+          f"clips that only turn or stand: rendered {_px(par['rendered']['still'])}, "
+          f"through the VAE {_px(par['vae']['still'])} (the estimator counts > {MotionConfig().parallax_px_per_frame} "
+          "as moving)")  # fmt: skip
     return 0
+
+
+def _px(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _sim(args) -> int:
