@@ -155,6 +155,27 @@ def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():
 
     with pytest.raises(ValueError, match="frames=4 must be 1 \\+ 4k"):
         VAETrainConfig("d", "o", frames=4)
+    with pytest.raises(ValueError, match="temporal_weight=1.0 must be >= 0, and > 0 needs frames > 1"):
+        VAETrainConfig("d", "o", frames=1, temporal_weight=1.0)
+
+
+def test_temporal_loss_is_the_l1_of_the_reconstructions_frame_differences_against_the_inputs():
+    """vae_loss's temporal term compares frame-to-frame changes: the same as the plain loss plus w x that L1."""
+    from yume.train.vae import vae_loss
+    from yume.vae import WanVAE
+
+    vae = WanVAE.from_config("sim-small", seed=0)
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    plain, m0 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6)
+    both, m1 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6, temporal_weight=2.0)
+    assert "dt_l1" not in m0 and m1["dt_l1"] > 0 and m1["l1"] == m0["l1"]
+    assert both.item() == pytest.approx(plain.item() + 2.0 * m1["dt_l1"], rel=1e-6)
+    # The term by hand: the same posterior sample (same generator), decoded, differenced along time.
+    with torch.no_grad():
+        post = vae.model.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(0))
+        recon = vae.model.decode(z).sample
+    assert m1["dt_l1"] == pytest.approx((recon.diff(dim=2) - x.diff(dim=2)).abs().mean().item(), rel=1e-5)
 
 
 def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, monkeypatch):

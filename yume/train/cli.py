@@ -85,6 +85,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--crop", type=int, default=64, help="square crop side in pixels (default 64)")
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument("--temporal-weight", type=float, default=0.0,
+                   help="weight of an L1 on frame-to-frame differences (keeps motion inside a latent; default 0)")
     p.add_argument("--autocast", default="bf16", choices=("bf16", "none"))
     p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
@@ -211,11 +213,12 @@ def _train_vae(args) -> int:
 
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
                          batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr, kl_weight=args.kl_weight,
-                         autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
+                         temporal_weight=args.temporal_weight, autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
                          seed=args.seed, device=args.device, train=args.train)  # fmt: skip
 
     def report(m):
-        print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",
+        dt = f"  dt_l1 {m['dt_l1']:.4f}" if "dt_l1" in m else ""
+        print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}{dt}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",
               flush=True)  # fmt: skip
 
     train_vae(cfg, callback=report)

@@ -32,6 +32,10 @@ class VAETrainConfig:
     lr: float = 3e-4
     final_lr_ratio: float = 0.1  # cosine decay from lr to lr * final_lr_ratio
     kl_weight: float = 1e-6
+    # > 0: add this times the L1 between the frame-to-frame differences of the reconstruction and of the input. The
+    # plain L1 lets a decoder damp the motion inside a latent's 4 frames (an average of them costs little), and that
+    # damping is what hides a walk's parallax from the IF estimator (docs/sim-model.md).
+    temporal_weight: float = 0.0
     autocast: str = "bf16"
     seed: int = 0
     max_clips: int = 0  # 0 = every clip of the dataset
@@ -52,6 +56,9 @@ class VAETrainConfig:
             raise ValueError(f"train={self.train!r} must be 'all' or 'decoder'")
         if self.train == "decoder" and not self.init:
             raise ValueError("train='decoder' keeps a trained encoder: give init, the VAE to continue")
+        if self.temporal_weight < 0 or (self.temporal_weight > 0 and self.frames < 2):
+            raise ValueError(f"temporal_weight={self.temporal_weight} must be >= 0, and > 0 needs frames > 1 "
+                             f"(now {self.frames})")  # fmt: skip
         if self.autocast not in ("bf16", "none"):
             raise ValueError(f"autocast={self.autocast!r} must be 'bf16' or 'none'")
 
@@ -84,15 +91,22 @@ def sample_batch(
     return x / 127.5 - 1.0
 
 
-def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float) -> tuple[torch.Tensor, dict]:
-    """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements."""
+def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
+             temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:  # fmt: skip
+    """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements, + temporal_weight
+    x the L1 of the reconstruction's frame differences against the input's (x [B, 3, T, H, W])."""
     posterior = vae.model.encode(x).latent_dist
     # Noise drawn on the CPU generator, so a run draws the same samples on any device.
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(x.device)
     recon = vae.model.decode(z).sample.float()
     l1 = (recon - x).abs().mean()
     kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1.0 - posterior.logvar.float()).mean()
-    return l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+    loss, metrics = l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
+    if temporal_weight > 0:
+        dt = (recon.diff(dim=2) - x.float().diff(dim=2)).abs().mean()
+        loss = loss + temporal_weight * dt
+        metrics["dt_l1"] = dt.item()
+    return loss, metrics
 
 
 @torch.no_grad()
@@ -143,7 +157,7 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
                 group["lr"] = lr
             x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop).to(device, non_blocking=True)
             with amp:
-                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight)
+                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight, cfg.temporal_weight)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"VAE loss is {loss.item()} at step {step + 1}; lower lr (now {cfg.lr})")
             loss.backward()
