@@ -276,7 +276,7 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
 
     r = vae_report(Lossless(), clips=3, frames=8, size=64)
     assert r["psnr_frame0"] == r["psnr_video"] == float("inf")
-    assert r["if_vae"] == r["if_rendered"] and set(r["if_vae"]) == {"movement", "rotation"}
+    assert r["if_vae"] == r["if_vae_frames"] == r["if_rendered"] and set(r["if_vae"]) == {"movement", "rotation"}
     # The first three shuffled actions: one only turns, two translate; the estimator measures both groups.
     assert r["parallax_vae"] == r["parallax_rendered"] and set(r["parallax_vae"]) == {"moving", "still"}
     assert r["parallax_rendered"]["moving"] > 0.125 > r["parallax_rendered"]["still"]
@@ -293,4 +293,5 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| tiny-random | PSNR frame 0 |") and out[2].startswith("| 1 held-out clips |")
     # One clip that only turns: no translating clip to average over.
-    assert out[3].startswith("parallax (px/frame at 0.1 m, 1.5 deg per frame), translating clips: rendered -,")
+    assert out[3].startswith("IF move / rot with every frame encoded alone (image path, no temporal compression): ")
+    assert out[4].startswith("parallax (px/frame at 0.1 m, 1.5 deg per frame), translating clips: rendered -,")

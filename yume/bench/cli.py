@@ -88,6 +88,8 @@ def _vae(args) -> int:
     print(f"| {r['clips']} held-out clips | {r['psnr_frame0']:.2f} dB | {r['psnr_video']:.2f} dB | "
           f"{r['if_rendered']['movement']:.3f} / {r['if_rendered']['rotation']:.3f} | "
           f"{r['if_vae']['movement']:.3f} / {r['if_vae']['rotation']:.3f} |")  # fmt: skip
+    print(f"IF move / rot with every frame encoded alone (image path, no temporal compression): "
+          f"{r['if_vae_frames']['movement']:.3f} / {r['if_vae_frames']['rotation']:.3f}")  # fmt: skip
     par = {name: r[f"parallax_{name}"] for name in ("rendered", "vae")}
     print(f"parallax (px/frame at {r['move_speed']} m, {r['turn_speed']} deg per frame), translating clips: "
           f"rendered {_px(par['rendered']['moving'])}, through the VAE {_px(par['vae']['moving'])}; "

@@ -96,8 +96,9 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
     `clips` clips of unseen worlds (seeds 100000+), each holding one of the 81 actions (a shuffled cycle) for
     `frames` frames from a random spot, rendered at size x size with the camera's `move_speed` (metres per frame)
     and `turn_speed` (degrees per frame). Returns the mean PSNR of frame 0 (encoded alone, the image path) and of the
-    frames after it (the causal video path), the IF estimator's accuracy on the rendered clips and on their round
-    trips (the second bounds the IF of any model decoded by this VAE), and the parallax it measured (rotation-only
+    frames after it (the causal video path), the IF estimator's accuracy on the rendered clips, on their round
+    trips (this bounds the IF of any model decoded by this VAE) and on every frame's own round trip through the
+    image path ("vae_frames": what the spatial compression alone keeps), and the parallax it measured (rotation-only
     residual, pixels per frame) in each, averaged over the clips that translate and over those that do not: a VAE
     that smooths away near texture lowers the first, and its flicker raises the second (the estimator's noise floor).
     """
@@ -116,7 +117,7 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
     combos = list(itertools.product(MOVES, ROTATIONS))
     rng.shuffle(combos)
     motion = MotionConfig(fov_deg=70.0)
-    psnr_first, psnr_rest, hits = [], [], {"rendered": [0, 0], "vae": [0, 0]}
+    psnr_first, psnr_rest, hits = [], [], {"rendered": [0, 0], "vae": [0, 0], "vae_frames": [0, 0]}
     parallax = {name: {"moving": [], "still": []} for name in hits}
     for i in range(clips):
         move, rotate = combos[i % len(combos)]
@@ -131,7 +132,10 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
         err = ((y - x) ** 2).mean(dim=(0, 1, 3, 4))  # per frame
         psnr_first.append(float(10 * torch.log10(4 / err[0])))
         psnr_rest.append(float(10 * torch.log10(4 / err[1:].mean())))
-        for name, clip in (("rendered", video), ("vae", to_uint8(y))):
+        with torch.no_grad():  # every frame encoded alone (the image path): spatial compression only
+            frame_by_frame = vae.decode(vae.encode(x.transpose(1, 2).flatten(0, 1)[:, :, None]))
+        frame_by_frame = frame_by_frame.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
+        for name, clip in (("rendered", video), ("vae", to_uint8(y)), ("vae_frames", to_uint8(frame_by_frame))):
             est = estimate_chunk(clip[1:], motion)
             hits[name][0] += est.move == move
             hits[name][1] += est.rotate == rotate
