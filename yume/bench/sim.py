@@ -100,7 +100,8 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
     trips (this bounds the IF of any model decoded by this VAE) and on every frame's own round trip through the
     image path ("vae_frames": what the spatial compression alone keeps), and the parallax it measured (rotation-only
     residual, pixels per frame) in each, averaged over the clips that translate and over those that do not: a VAE
-    that smooths away near texture lowers the first, and its flicker raises the second (the estimator's noise floor).
+    that smooths away near texture lowers the first; one that makes the picture wobble raises the second (the
+    estimator's noise floor: above MotionConfig.parallax_px_per_frame a clip reads as translating).
     """
     import itertools
 

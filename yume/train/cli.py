@@ -212,9 +212,10 @@ def _train_vae(args) -> int:
     from yume.train.vae import VAETrainConfig, train_vae
 
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
-                         batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr, kl_weight=args.kl_weight,
-                         temporal_weight=args.temporal_weight, autocast=args.autocast, max_clips=args.max_clips, max_minutes=args.max_minutes,
-                         seed=args.seed, device=args.device, train=args.train)  # fmt: skip
+                         batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr,
+                         kl_weight=args.kl_weight, temporal_weight=args.temporal_weight, autocast=args.autocast,
+                         max_clips=args.max_clips, max_minutes=args.max_minutes, seed=args.seed, device=args.device,
+                         train=args.train)  # fmt: skip
 
     def report(m):
         dt = f"  dt_l1 {m['dt_l1']:.4f}" if "dt_l1" in m else ""
