@@ -86,7 +86,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument("--temporal-weight", type=float, default=0.0,
-                   help="weight of an L1 on frame-to-frame differences (keeps motion inside a latent; default 0)")
+                   help="weight of an L1 between the frame-to-frame differences of output and input (default 0)")
     p.add_argument("--autocast", default="bf16", choices=("bf16", "none"))
     p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")

@@ -32,9 +32,9 @@ class VAETrainConfig:
     lr: float = 3e-4
     final_lr_ratio: float = 0.1  # cosine decay from lr to lr * final_lr_ratio
     kl_weight: float = 1e-6
-    # > 0: add this times the L1 between the frame-to-frame differences of the reconstruction and of the input. The
-    # plain L1 lets a decoder damp the motion inside a latent's 4 frames (an average of them costs little), and that
-    # damping is what hides a walk's parallax from the IF estimator (docs/sim-model.md).
+    # > 0: add this times the L1 between the frame-to-frame differences of the reconstruction and of the input: it
+    # charges motion a decoder damps or invents between the frames of one latent, which the plain L1 barely sees.
+    # Measured on the sim VAE (docs/sim-model.md): no gain in IF ceiling from a decoder-only fine-tune with it.
     temporal_weight: float = 0.0
     autocast: str = "bf16"
     seed: int = 0
@@ -103,7 +103,7 @@ def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight
     kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1.0 - posterior.logvar.float()).mean()
     loss, metrics = l1 + kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
     if temporal_weight > 0:
-        dt = (recon.diff(dim=2) - x.float().diff(dim=2)).abs().mean()
+        dt = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
         loss = loss + temporal_weight * dt
         metrics["dt_l1"] = dt.item()
     return loss, metrics
