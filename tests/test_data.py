@@ -129,6 +129,22 @@ def test_cache_holds_vae_latents_texts_and_per_latent_actions(cache):
     torch.testing.assert_close(dec[:5], c.action_embeddings[a.actions[0]][:5])
 
 
+def test_cache_with_a_2x_temporal_vae_cuts_1_plus_2k_frames_and_labels_each_latent_by_its_2_frames(tmp_path):
+    from yume.models.text import TextEncoder
+    from yume.vae import WanVAE
+
+    w, r = Action("W"), Action("", "→")
+    write_manifest(tmp_path, [write_clip(tmp_path, "a", frames(12, 64, 3), 16, "a street", actions=[w] * 6 + [r] * 5)])
+    vae = WanVAE.from_config("sim-small-t2", seed=0)
+    build_cache(tmp_path, tmp_path / "cache", vae, TextEncoder.from_config("tiny", d_model=32, text_len=32))
+    (a,) = LatentCache(tmp_path / "cache").clips
+    # 12 frames are cut to 11 = 1 + 2 x 5 -> 6 latents, each after the first made of 2 frames.
+    assert a.frames == 6 and a.actions == [ALL_ACTIONS.index(w)] * 4 + [ALL_ACTIONS.index(r)] * 2
+    video = prepare_frames(read_frames(tmp_path / "clips" / "a.mp4"), None)
+    torch.testing.assert_close(LatentCache(tmp_path / "cache").latents(a)[:, :5], vae.encode(video[:, :, :9])[0],
+                               atol=1e-5, rtol=1e-5)  # fmt: skip
+
+
 def test_cache_from_two_datasets_with_two_workers_equals_the_one_process_cache(cache, tmp_path):
     from safetensors.torch import load_file
 

@@ -148,6 +148,16 @@ def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
     assert WanVAE.from_pretrained(tmp_path / "dec").config["latents_std"] == vae.config["latents_std"]
     with pytest.raises(ValueError, match="train='decoder' keeps a trained encoder"):
         VAETrainConfig("d", "o", train="decoder")
+    with pytest.raises(ValueError, match="train='decoder' keeps a trained encoder.*and no preset"):
+        VAETrainConfig("d", "o", init="v", preset="sim-small-t2", train="decoder")
+    # --init with --preset: the trained VAE moved into a 2x temporal stride, trained on, its stats measured.
+    cfg = VAETrainConfig(str(tmp_path / "raw"), str(tmp_path / "t2"), init=str(tmp_path / "vae"), preset="sim-small-t2",
+                         steps=1, batch_size=1, crop=32)  # fmt: skip
+    t2 = train_vae(cfg)
+    assert t2.temporal_stride == 2 and WanVAE.from_pretrained(tmp_path / "t2").temporal_stride == 2
+    assert t2.config["latents_std"] != [1.0] * 32
+    with pytest.raises(ValueError, match="unknown VAE preset 'sim-huge'; choose one of"):
+        VAETrainConfig("d", "o", preset="sim-huge")
 
 
 def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():

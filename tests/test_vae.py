@@ -221,3 +221,53 @@ def test_tiny_preset_is_deterministic_for_a_seed_and_has_the_wan22_strides():
     assert a.to(dtype=torch.bfloat16).dtype == torch.bfloat16 and a.device.type == "cpu"
     with pytest.raises(ValueError, match="unknown VAE preset 'huge'"):
         WanVAE.from_config("huge")
+
+
+# --- a 2x temporal stride (the sim-small-t2 preset) ----------------------------------------------------------------
+
+
+def test_a_2x_temporal_vae_encodes_streams_and_decodes_1_plus_2k_frames():
+    from yume.condition import StreamEncoder
+
+    vae = WanVAE.from_config("sim-small-t2", seed=0)
+    assert (vae.temporal_stride, vae.spatial_stride, vae.z_dim) == (2, 8, 32)
+    video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    whole = vae.encode(video)  # 1 + 4k frames: diffusers' own encode
+    assert whole.shape == (1, 32, 5, 4, 4)
+    # 7 = 1 + 2 x 3 frames, which diffusers' 4-frame loop would cut short: the causal encoder, one stride at a time.
+    torch.testing.assert_close(vae.encode(video[:, :, :7]), whole[:, :, :4], atol=1e-5, rtol=1e-5)
+    stream = StreamEncoder(vae)
+    parts = [stream.encode(video[:, :, :3]), stream.encode(video[:, :, 3:5]), stream.encode(video[:, :, 5:])]
+    assert [p.shape[2] for p in parts] == [2, 1, 2]
+    torch.testing.assert_close(torch.cat(parts, dim=2), whole, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="a multiple of 2 frames"):
+        stream.encode(video[:, :, :3])
+    with pytest.raises(ValueError, match=r"6 frames at 32x32.*1 \+ 2k"):
+        vae.encode(video[:, :, :6])
+    decoder = vae.stream_decoder()
+    assert decoder.num_frames(5) == 9
+    chunks = [decoder.decode(whole[:, :, :2]), decoder.decode(whole[:, :, 2:])]
+    assert [c.shape[2] for c in chunks] == [3, 6]
+    torch.testing.assert_close(torch.cat(chunks, dim=2), vae.decode(whole), atol=1e-4, rtol=1e-4)
+
+
+def test_stream_encoder_patchifies_like_encode_for_the_wan22_structure(vae):
+    from yume.condition import StreamEncoder
+
+    video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    stream = StreamEncoder(vae)
+    streamed = torch.cat([stream.encode(video[:, :, :5]), stream.encode(video[:, :, 5:])], dim=2)
+    torch.testing.assert_close(streamed, vae.encode(video), atol=1e-5, rtol=1e-5)
+
+
+def test_restructure_carries_an_image_trained_vae_into_the_2x_stride_but_for_two_time_convs():
+    from yume.train.vae import restructure
+
+    src = WanVAE.from_config("sim-small", seed=1)
+    dst = restructure(src, "sim-small-t2")
+    a, b = src.model.state_dict(), dst.model.state_dict()
+    assert set(b) <= set(a) and all(torch.equal(a[k], b[k]) for k in b)
+    dropped = sorted(set(a) - set(b))
+    assert len(dropped) == 4 and all(".time_conv." in k for k in dropped)  # weight + bias, encoder and decoder
+    with pytest.raises(ValueError, match="does not fit preset 'tiny'.*drop --preset"):
+        restructure(src, "tiny")

@@ -9,7 +9,6 @@ are encoded from a copy of the cache (`StreamEncoder.peek`).
 from __future__ import annotations
 
 import torch
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
 from yume.vae import WanVAE
 
@@ -17,11 +16,12 @@ MASK_CHANNELS = 4
 
 
 class StreamEncoder:
-    """Encodes a pixel stream (1 + 4k frames first, then multiples of 4) into normalised latents, carrying the cache."""
+    """Encodes a pixel stream (1 + sk frames first, then multiples of s, the VAE's temporal stride: 4 for Wan) into
+    normalised latents, carrying the cache."""
 
     def __init__(self, vae: WanVAE):
         self.vae = vae
-        self._n_convs = sum(isinstance(m, WanCausalConv3d) for m in vae.model.encoder.modules())
+        self._n_convs = vae.n_encoder_convs
         self.reset()
 
     def reset(self) -> None:
@@ -33,23 +33,18 @@ class StreamEncoder:
             raise ValueError(f"video must be [B, 3, T, H, W] in [-1, 1], got shape {tuple(video.shape)}")
         t = video.shape[2] - (1 if self.frames_encoded == 0 else 0)
         if t < 0 or t % self.vae.temporal_stride:
-            first = "1 + 4k frames to start the stream" if self.frames_encoded == 0 else "a multiple of 4 frames"
+            s = self.vae.temporal_stride
+            first = f"1 + {s}k frames to start the stream" if self.frames_encoded == 0 else f"a multiple of {s} frames"
             raise ValueError(f"{video.shape[2]} frames given; the causal encoder takes {first}")
 
     @torch.no_grad()
     def _run(self, video: torch.Tensor, cache: list, first: bool) -> torch.Tensor:
-        model, stride = self.vae.model, self.vae.temporal_stride
-        x = video.to(self.vae.device, self.vae.dtype)
-        pieces = [x[:, :, :1]] if first else []
-        start = 1 if first else 0
-        pieces += [x[:, :, i : i + stride] for i in range(start, x.shape[2], stride)]
-        out = torch.cat([model.encoder(p, feat_cache=cache, feat_idx=[0]) for p in pieces], dim=2)
-        mu = model.quant_conv(out)[:, : self.vae.z_dim].float()  # the distribution's mode, as WanVAE.encode
+        mu = self.vae.encode_causal(video.to(self.vae.device, self.vae.dtype), cache, first)
         mean, std = self.vae.latent_stats()
         return (mu - mean) / std
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """The next frames [B, 3, T, H, W] -> their latents [B, z, T/4 (+1 at the start), h, w]; the cache advances."""
+        """The next frames [B, 3, T, H, W] -> latents [B, z, T/stride (+1 at the start), h, w]; the cache advances."""
         self._check(video)
         latents = self._run(video, self._cache, self.frames_encoded == 0)
         self.frames_encoded += video.shape[2]

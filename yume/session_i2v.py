@@ -54,7 +54,7 @@ class I2VWorldSession(WorldSession):
         super().__init__(world, prompt, image=image, config=config or I2V_CONFIG)
         if video is not None:
             pixels = video if torch.is_tensor(video) else load_video(video, self.height, self.width)
-            # Keep the newest 1 + 4k frames: the causal VAE starts a stream with one frame, then steps of 4.
+            # Keep the newest 1 + sk frames: the causal VAE starts a stream with one frame, then steps of its stride s.
             keep = 1 + (pixels.shape[2] - 1) // self.world.vae.temporal_stride * self.world.vae.temporal_stride
             self._start(pixels[:, :, -keep:])
 
@@ -65,7 +65,8 @@ class I2VWorldSession(WorldSession):
 
     @torch.no_grad()
     def _start(self, pixels: torch.Tensor) -> None:
-        """pixels [1, 3, 1 + 4k, H, W] -> history latents, the condition stream, CLIP tokens of the last frame."""
+        """pixels [1, 3, 1 + sk, H, W] (s: the VAE's temporal stride) -> history latents, the condition stream, CLIP
+        tokens of the last frame."""
         world = self.world
         latents = self.encoder.encode(pixels)
         self.known = latents

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKLWan
-from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, unpatchify
+from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, patchify, unpatchify
 
 from yume.models.weights import mismatch_lines
 
@@ -71,6 +71,12 @@ VAE_CONFIGS: dict[str, dict] = {
     "sim-small": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=32, z_dim=32, dim_mult=[1, 2, 2],
                       temperal_downsample=[True, True], scale_factor_spatial=8,
                       latents_mean=[0.0] * 32, latents_std=[1.0] * 32),
+    # The same with a 2x temporal stride (the first down- / last up-sampler is 2D only): 1 + 2k frames, twice the
+    # latent frames. In equal CPU time its round trip keeps 0.519 of the sim's camera moves against 0.185 at 4x
+    # (docs/sim-model.md); `yume train vae --init A_SIM_SMALL --preset sim-small-t2` moves a trained sim-small into it.
+    "sim-small-t2": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=32, z_dim=32, dim_mult=[1, 2, 2],
+                         temperal_downsample=[False, True], scale_factor_temporal=2, scale_factor_spatial=8,
+                         latents_mean=[0.0] * 32, latents_std=[1.0] * 32),
     # Same structure at CPU size; fixed non-trivial stats so that tests see the normalisation.
     "tiny": dict(_WAN22_STRUCTURE, base_dim=8, decoder_base_dim=8,
                  latents_mean=[round(0.1 * math.sin(i), 4) for i in range(48)],
@@ -322,7 +328,8 @@ class WanVAE:
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """video [B,3,1+4k,H,W] in [-1,1] -> normalised latents (z - mean) / std, [B,48,1+k,H/16,W/16] float32."""
+        """video [B,3,1+sk,H,W] in [-1,1] (s the temporal stride, 4 for Wan) -> normalised latents (z - mean) / std,
+        [B,48,1+k,H/16,W/16] float32."""
         if video.ndim != 5 or video.shape[1] != 3:
             raise ValueError(f"video must be [B, 3, T, H, W], got shape {tuple(video.shape)}")
         _, _, t, h, w = video.shape
@@ -331,9 +338,37 @@ class WanVAE:
                 f"video of {t} frames at {h}x{w}: the frame count must be 1 + {self.temporal_stride}k and the "
                 f"height and width multiples of {self.spatial_stride}; crop or pad it"
             )
-        z = self.model.encode(video.to(self.device, self.dtype)).latent_dist.mode().float()
+        x = video.to(self.device, self.dtype)
+        if (t - 1) % 4 == 0:
+            z = self.model.encode(x).latent_dist.mode().float()
+        else:
+            # diffusers' encode feeds the encoder 4 frames at a time and drops a shorter tail, so a 2x-stride VAE's
+            # 1 + 2k frames (k odd) go through the same causal encoder one stride at a time instead.
+            if self.model.use_tiling:
+                raise ValueError(f"{t} frames: tiled encoding needs 1 + 4k frames; disable tiling or cut the video")
+            z = self.encode_causal(x, [None] * self.n_encoder_convs, first=True)
         mean, std = self.latent_stats()
         return (z - mean) / std
+
+    @property
+    def n_encoder_convs(self) -> int:
+        """Causal convs of the encoder: the length of the cache `encode_causal` carries."""
+        return sum(isinstance(m, WanCausalConv3d) for m in self.model.encoder.modules())
+
+    def encode_causal(self, video: torch.Tensor, cache: list, first: bool) -> torch.Tensor:
+        """Raw (unnormalised) latent means of the next frames of a stream, the encoder's causal `cache` advanced.
+
+        `video` [B, 3, T, H, W] on the VAE's device and dtype: 1 + stride x k frames when `first`, else stride x k.
+        The first frame is encoded alone, then one temporal stride at a time; the result equals one `encode` of the
+        whole stream (the causal convs see the same inputs, and each stride's frames are pooled together).
+        """
+        model, stride = self.model, self.temporal_stride
+        if model.config.patch_size is not None:
+            video = patchify(video, patch_size=model.config.patch_size)
+        pieces = [video[:, :, :1]] if first else []
+        pieces += [video[:, :, i : i + stride] for i in range(1 if first else 0, video.shape[2], stride)]
+        out = torch.cat([model.encoder(p, feat_cache=cache, feat_idx=[0]) for p in pieces], dim=2)
+        return model.quant_conv(out)[:, : self.z_dim].float()  # the distribution's mode
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """image [B,3,H,W] in [-1,1] -> the release's 17-frame still (the image 17 times) -> [B,48,5,H/16,W/16]."""

@@ -21,7 +21,7 @@ def untrained_twin(world: WorldModel, seed: int = 0) -> WorldModel:
 
 
 def vae_round_trip(world: WorldModel):
-    """frames [1 + 4k, H, W, 3] uint8 -> the same frames encoded and decoded by the world's VAE."""
+    """frames [1 + sk, H, W, 3] uint8 (s: the VAE's temporal stride) -> the same frames encoded and decoded by it."""
     from yume.session import to_uint8
 
     def transform(frames: np.ndarray) -> np.ndarray:

@@ -114,11 +114,11 @@ def build_cache(
 ) -> dict:
     """Encode every clip of `dataset` (one folder or several) once into `out`; returns the index.
 
-    Clips are cut to 1 + 4k frames (and to `max_frames`); `vae` is a `yume.vae.WanVAE`, `text_encoder` a
-    `yume.models.text.TextEncoder` whose dim is the DiT's text_dim. `workers` > 1 encodes clips in that many
-    processes (one CPU thread each unless there are threads to spare), each with a copy of the VAE on its device
-    and the text encoder on the CPU; the cache is the same as with one (on a GPU, up to its kernels' rounding).
-    `on_clip(id, num_latents)` reports progress, in clip order.
+    Clips are cut to 1 + sk frames, s the VAE's temporal stride (and to `max_frames`); `vae` is a `yume.vae.WanVAE`,
+    `text_encoder` a `yume.models.text.TextEncoder` whose dim is the DiT's text_dim. `workers` > 1 encodes clips in
+    that many processes (one CPU thread each unless there are threads to spare), each with a copy of the VAE on its
+    device and the text encoder on the CPU; the cache is the same as with one (on a GPU, up to its kernels'
+    rounding). `on_clip(id, num_latents)` reports progress, in clip order.
     """
     from safetensors.torch import save_file
 

@@ -56,10 +56,11 @@ def write_benchmark(out: str | Path, num_scenes: int = 12, *, first_seed: int = 
 def rendered_generator(transform=None):
     """A `generate(case)` for `yume.eval.score.run_cases` that renders what a case asks for instead of generating it.
 
-    Each case of `write_benchmark` starts in a known world at a known camera, so its true video can be rendered:
-    the actions held for `frames_per_chunk` frames each, the event from its chunk on. `transform(frames) -> frames`
-    (a VAE round trip of frames [1 + 4k, ...]) gives what a model with that VAE could show at best: the scorer's
-    ceiling for it. Frame 0 (the start image) is dropped, as the session's chunks do not repeat it.
+    Each case of `write_benchmark` starts in a known world at a known camera, so its true video can be rendered: the
+    actions held for `frames_per_chunk` frames each, the event from its chunk on. `transform(frames) -> frames` (a
+    VAE round trip of frames [1 + sk, ...], s its temporal stride) gives what a model with that VAE could show at
+    best: the scorer's ceiling for it. Frame 0 (the start image) is dropped, as the session's chunks do not repeat
+    it.
     """
     from yume.actions import Action
 

@@ -77,7 +77,8 @@ def add_parsers(sub) -> None:
     p = tsub.add_parser("vae", help="train a small Wan-style VAE on a clip dataset (L1 + KL on random crops)")
     p.add_argument("dataset", help="dataset folder with manifest.jsonl")
     p.add_argument("out", help="folder for the VAE (diffusers layout: config.json + safetensors, log.jsonl)")
-    p.add_argument("--preset", default="sim-small", help="VAE preset to train from scratch (default sim-small)")
+    p.add_argument("--preset", default="", help="VAE preset to train from scratch (default sim-small; sim-small-t2 "
+                   "has a 2x temporal stride); with --init, moves init's weights into this preset's structure")
     p.add_argument("--init", default="", help="a VAE folder to continue training from (default: random init)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)

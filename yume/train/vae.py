@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from yume.data.clips import iter_clips, read_frames
-from yume.vae import WanVAE
+from yume.vae import VAE_CONFIGS, WanVAE
 
 
 @dataclass
@@ -23,7 +23,10 @@ class VAETrainConfig:
 
     dataset: str
     out: str
-    preset: str = "sim-small"
+    # The structure: trained from scratch when there is no `init`; with `init`, "" keeps init's own structure and
+    # a preset moves init's weights into it (e.g. sim-small -> sim-small-t2: the same weights less the time convs
+    # a 2x temporal stride has no use for; see `restructure`).
+    preset: str = ""
     init: str = ""  # a VAE folder to continue from (e.g. to fine-tune on longer windows); "" = random `preset`
     steps: int = 2000
     batch_size: int = 4
@@ -52,10 +55,12 @@ class VAETrainConfig:
             raise ValueError(f"steps={self.steps} and batch_size={self.batch_size} must be >= 1")
         if self.frames < 1 or (self.frames - 1) % 4:
             raise ValueError(f"frames={self.frames} must be 1 + 4k (whole latent frames), e.g. 5 or 9")
+        if self.preset and self.preset not in VAE_CONFIGS:
+            raise ValueError(f"unknown VAE preset {self.preset!r}; choose one of {', '.join(VAE_CONFIGS)}")
         if self.train not in ("all", "decoder"):
             raise ValueError(f"train={self.train!r} must be 'all' or 'decoder'")
-        if self.train == "decoder" and not self.init:
-            raise ValueError("train='decoder' keeps a trained encoder: give init, the VAE to continue")
+        if self.train == "decoder" and (not self.init or self.preset):
+            raise ValueError("train='decoder' keeps a trained encoder: give init, the VAE to continue, and no preset")
         if self.temporal_weight < 0 or (self.temporal_weight > 0 and self.frames < 2):
             raise ValueError(f"temporal_weight={self.temporal_weight} must be >= 0, and > 0 needs frames > 1 "
                              f"(now {self.frames})")  # fmt: skip
@@ -121,8 +126,32 @@ def latent_statistics(vae: WanVAE, videos: list[np.ndarray]) -> tuple[list[float
     return [round(float(m), 5) for m in z.mean(1)], [round(float(s), 5) for s in z.std(1)]
 
 
+def restructure(src: WanVAE, preset: str, seed: int = 0) -> WanVAE:
+    """`src`'s weights in the structure of `preset`, which may differ from it only by temporal-sampling convs.
+
+    A VAE with fewer temporal downsamplings (sim-small -> sim-small-t2) has the same convolutions, so an image-
+    trained VAE's weights carry over but for the `time_conv`s it drops (one it gains starts at random). Its outputs
+    do shift: the parameter-free residual shortcut of a block that no longer samples time groups its channels
+    differently, which training settles quickly (docs/sim-model.md). The latent statistics stay the preset's until
+    training measures them.
+    """
+    dst = WanVAE.from_config(preset, seed=seed)
+    try:
+        missing, unexpected = dst.model.load_state_dict(src.model.state_dict(), strict=False)
+    except RuntimeError as e:  # shape mismatches: another width or channel count
+        first = str(e).splitlines()[1].strip()
+        raise ValueError(f"the init VAE does not fit preset {preset!r} (other sizes, not only the temporal "
+                         f"stride): {first}; drop --preset to keep its own structure") from None  # fmt: skip
+    odd = [k for k in missing + unexpected if ".time_conv." not in k]
+    if odd:
+        raise ValueError(f"the init VAE and preset {preset!r} differ in more than temporal sampling: {len(odd)} "
+                         f"weights such as {', '.join(odd[:3])}; drop --preset to keep its own structure")  # fmt: skip
+    return dst
+
+
 def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = None) -> WanVAE:
-    """Train `cfg.preset` from scratch (or continue `cfg.init`), write it to cfg.out (diffusers layout, measured latent stats) and return it."""
+    """Train `cfg.preset` from scratch (or continue `cfg.init`, restructured to `cfg.preset` if given), write it to
+    cfg.out (diffusers layout, measured latent stats) and return it."""
     videos = load_videos(cfg.dataset, cfg.max_clips)
     rng = np.random.default_rng(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -131,7 +160,12 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
     device = torch.device(cfg.device or default_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={cfg.device!r} asked for, but this torch has no CUDA device; use cpu")
-    vae = WanVAE.from_pretrained(cfg.init) if cfg.init else WanVAE.from_config(cfg.preset, seed=cfg.seed)
+    if not cfg.init:
+        vae = WanVAE.from_config(cfg.preset or "sim-small", seed=cfg.seed)
+    elif cfg.preset:
+        vae = restructure(WanVAE.from_pretrained(cfg.init), cfg.preset, seed=cfg.seed)
+    else:
+        vae = WanVAE.from_pretrained(cfg.init)
     vae.to(device)
     vae.model.train().requires_grad_(True)
     if cfg.train == "decoder":
