@@ -12,10 +12,12 @@
 # Usage (from the repository root, `yume` importable):
 #
 #   SLOT=540 WORK=/tmp/sim OUT=out/sim-gpu [VAE_INIT=path/to/vae] [VAE_MINUTES=0] [TEXT=path/to/text] \
-#       bash configs/sim-small/gpu-slot.sh
+#       [VAE_PRESET=sim-small-t2] bash configs/sim-small/gpu-slot.sh
 #
 # VAE_INIT: a trained sim VAE to continue (else single frames, then 9-frame windows, from scratch). TEXT: the text
 # encoder folder to cache and pack with (`TextEncoder.save_pretrained`; else the tiny random one of seed 0).
+# VAE_PRESET: the VAE structure, sim-small (4x temporal stride, the default from scratch) or sim-small-t2 (2x);
+# with VAE_INIT it moves that VAE into the preset's structure. A 2x VAE's DiT trains with flow-t2.toml.
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
@@ -25,6 +27,8 @@ CLIPS_FIRST=${CLIPS_FIRST:-320}
 CLIPS_MORE=${CLIPS_MORE:-1000}
 BATCH=${BATCH:-128}
 DEVICE=${DEVICE:-cuda}
+PRESET=()
+[ -n "${VAE_PRESET:-}" ] && PRESET=(--preset "$VAE_PRESET")
 T0=$(date +%s)
 CORES=$(nproc)
 RENDER_A=$((CORES > 3 ? CORES - 1 : 1))
@@ -61,17 +65,19 @@ if [ "$VAE_MIN" = 0 ]; then
     cp -r "$VAE_INIT" "$WORK/vae"
 elif [ -n "${VAE_INIT:-}" ]; then
     say "VAE: continue $VAE_INIT on 9-frame windows for $VAE_MIN min"
-    yume train vae "$WORK/raw-a" "$WORK/vae" --init "$VAE_INIT" --frames 9 --batch-size 16 --lr 3e-4 \
+    yume train vae "$WORK/raw-a" "$WORK/vae" --init "$VAE_INIT" "${PRESET[@]}" --frames 9 --batch-size 16 --lr 3e-4 \
         --steps 1000000 --max-minutes "$VAE_MIN" --device "$DEVICE" >"$WORK/vae.log" 2>&1
 else
     say "VAE: single frames, then 9-frame windows, $VAE_MIN min in all"
     half=$(python3 -c "print($VAE_MIN / 2)")
-    yume train vae "$WORK/raw-a" "$WORK/vae-img" --frames 1 --batch-size 64 --lr 1e-3 --steps 1000000 \
+    yume train vae "$WORK/raw-a" "$WORK/vae-img" "${PRESET[@]}" --frames 1 --batch-size 64 --lr 1e-3 --steps 1000000 \
         --max-minutes "$half" --device "$DEVICE" >"$WORK/vae-img.log" 2>&1 &&
     yume train vae "$WORK/raw-a" "$WORK/vae" --init "$WORK/vae-img" --frames 9 --batch-size 16 --lr 5e-4 \
         --steps 1000000 --max-minutes "$half" --device "$DEVICE" >"$WORK/vae.log" 2>&1
 fi
 [ -f "$WORK/vae/config.json" ] || fail "VAE training" "$WORK/vae.log"
+FLOW[1]=configs/sim-small/flow.toml  # the DiT's chunk and history lengths follow the VAE's temporal stride
+grep -q '"scale_factor_temporal": 2' "$WORK/vae/config.json" && FLOW[1]=configs/sim-small/flow-t2.toml
 [ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
 say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"
