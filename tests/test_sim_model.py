@@ -233,6 +233,28 @@ def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, m
     assert chunk.frames.shape == (16, 128, 128, 3) and chunk.frames.dtype == np.uint8
 
 
+def test_builtin_sim_model_with_a_2x_temporal_vae_makes_8_frame_chunks(tmp_path, monkeypatch):
+    """An export with a sim-small-t2 VAE: the same 4-latent chunks, 2 frames a latent, streamed like the 4x one."""
+    import yume.world
+    from yume import YumeTransformer
+    from yume.actions import Action
+    from yume.session import SessionConfig, WorldSession
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+    from yume.world import WorldModel
+
+    YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small-t2", seed=0).save_pretrained(tmp_path / "vae")
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "assets" / "yume-sim-small")
+    monkeypatch.setattr(yume.world, "ASSETS", tmp_path / "assets")
+    world = WorldModel.load("yume-sim-small", device="cpu")
+    assert world.vae.temporal_stride == 2
+    session = WorldSession(world, "a street", image=torch.zeros(1, 3, 128, 128), config=SessionConfig(steps=1))
+    frames = [session.step(Action("W", "")).frames for _ in range(2)]
+    assert [f.shape for f in frames] == [(8, 128, 128, 3)] * 2
+    assert session.history.shape[2] == 1 + 4 + 4  # the image's latent, then 4 per chunk
+
+
 def test_builtin_sim_model_without_its_weights_says_how_to_rebuild(tmp_path, monkeypatch):
     import yume.world
     from yume.world import WorldModel
