@@ -202,6 +202,7 @@ class WanVAE:
     def __init__(self, model: AutoencoderKLWan):
         self.model = model.eval().requires_grad_(False)
         self._n_decoder_convs = sum(isinstance(m, WanCausalConv3d) for m in model.decoder.modules())
+        self._n_encoder_convs = sum(isinstance(m, WanCausalConv3d) for m in model.encoder.modules())
 
     @classmethod
     def from_config(
@@ -353,7 +354,7 @@ class WanVAE:
     @property
     def n_encoder_convs(self) -> int:
         """Causal convs of the encoder: the length of the cache `encode_causal` carries."""
-        return sum(isinstance(m, WanCausalConv3d) for m in self.model.encoder.modules())
+        return self._n_encoder_convs
 
     def encode_causal(self, video: torch.Tensor, cache: list, first: bool) -> torch.Tensor:
         """Raw (unnormalised) latent means of the next frames of a stream, the encoder's causal `cache` advanced.
