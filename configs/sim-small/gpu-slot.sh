@@ -77,7 +77,8 @@ else
 fi
 [ -f "$WORK/vae/config.json" ] || fail "VAE training" "$WORK/vae.log"
 FLOW[1]=configs/sim-small/flow.toml  # the DiT's chunk and history lengths follow the VAE's temporal stride
-grep -q '"scale_factor_temporal": 2' "$WORK/vae/config.json" && FLOW[1]=configs/sim-small/flow-t2.toml
+python3 -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['scale_factor_temporal'] != 2)" \
+    "$WORK/vae/config.json" && FLOW[1]=configs/sim-small/flow-t2.toml
 [ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
 say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"

@@ -132,7 +132,7 @@ def restructure(src: WanVAE, preset: str, seed: int = 0) -> WanVAE:
     A VAE with fewer temporal downsamplings (sim-small -> sim-small-t2) has the same convolutions, so an image-
     trained VAE's weights carry over but for the `time_conv`s it drops (one it gains starts at random). Its outputs
     do shift: the parameter-free residual shortcut of a block that no longer samples time groups its channels
-    differently, which training settles quickly (docs/sim-model.md). The latent statistics stay the preset's until
+    differently, which the training that follows has to settle. The latent statistics stay the preset's until
     training measures them.
     """
     dst = WanVAE.from_config(preset, seed=seed)
