@@ -12,12 +12,14 @@
 # Usage (from the repository root, `yume` importable):
 #
 #   SLOT=540 WORK=/tmp/sim OUT=out/sim-gpu [VAE_INIT=path/to/vae] [VAE_MINUTES=0] [TEXT=path/to/text] \
-#       [VAE_PRESET=sim-small-t2] bash configs/sim-small/gpu-slot.sh
+#       [VAE_PRESET=sim-small-t2] [DIT_INIT=path/to/dit] bash configs/sim-small/gpu-slot.sh
 #
 # VAE_INIT: a trained sim VAE to continue (else single frames, then 9-frame windows, from scratch). TEXT: the text
 # encoder folder to cache and pack with (`TextEncoder.save_pretrained`; else the tiny random one of seed 0).
 # VAE_PRESET: the VAE structure, sim-small (4x temporal stride, the default from scratch) or sim-small-t2 (2x);
 # with VAE_INIT it moves that VAE into the preset's structure. A 2x VAE's DiT trains with flow-t2.toml.
+# DIT_INIT: a trained DiT (e.g. a CPU run's generator/ema; bf16 is fine, training keeps fp32 master weights) to
+# continue instead of starting from random: a short slot cannot afford the few thousand steps before the DiT takes off.
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
@@ -51,6 +53,7 @@ cache() {  # cache OUT LOG DATASET...
 }
 FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data.batch_size="$BATCH"
       --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 --set run.ema_decay=0.999)
+[ -n "${DIT_INIT:-}" ] && FLOW+=(--set model.weights="$DIT_INIT")
 
 say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
 yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
