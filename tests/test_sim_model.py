@@ -327,3 +327,17 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     # One clip that only turns: no translating clip to average over.
     assert out[3].startswith("IF move / rot with every frame encoded alone (image path, no temporal compression): ")
     assert out[4].startswith("parallax (px/frame at 0.1 m, 1.5 deg per frame), translating clips: rendered -,")
+
+
+def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_path, capsys):
+    """`--first-scene` confirms a checkpoint on worlds it was not chosen on; training worlds are refused."""
+    from yume.cli import main
+    from yume.sim.bench import HELD_OUT_SEED, write_benchmark
+
+    cases = json.loads(write_benchmark(tmp_path, 2, first_seed=HELD_OUT_SEED + 100, chunks=1, height=64, width=64,
+                                       frames_per_chunk=4).read_text())["cases"]  # fmt: skip
+    assert [c["id"] for c in cases] == ["100100-plain", "100100-event", "100101-plain", "100101-event"]
+    assert main(["bench", "sim", str(tmp_path / "b"), "--first-scene", "480"]) == 2
+    err = capsys.readouterr().err
+    assert "--first-scene 480" in err and "choose 100000 or more" in err and not (tmp_path / "b").exists()
+

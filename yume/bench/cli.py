@@ -66,6 +66,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--model", default="yume-sim-small", help="built-in model name (default yume-sim-small)")
     p.add_argument("--untrained", action="store_true", help="score the same model with a random-init DiT")
     p.add_argument("--scenes", type=int, default=12, help="held-out worlds (two cases each: plain, with an event)")
+    p.add_argument("--first-scene", type=int, default=None,
+                   help="world seed of the first scene (default 100000); another range confirms a checkpoint chosen "
+                   "on the default one")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: none)")
     p.add_argument("--reference", action="store_true",
@@ -105,16 +108,22 @@ def _px(value: float | None) -> str:
 
 def _sim(args) -> int:
     from yume.bench.sim import reference_ifs, run_sim_bench, untrained_twin
+    from yume.sim.bench import HELD_OUT_SEED
     from yume.world import WorldModel
 
+    if args.first_scene is not None and args.first_scene < HELD_OUT_SEED:
+        print(f"error: --first-scene {args.first_scene}: worlds below {HELD_OUT_SEED} are the training data's "
+              f"(`yume data synth` seeds); choose {HELD_OUT_SEED} or more", file=sys.stderr)  # fmt: skip
+        return 2
     world = WorldModel.load(args.model, device="cpu")
     if args.untrained:
         world = untrained_twin(world)
     if args.reference:
-        for name, r in reference_ifs(world, args.out, scenes=args.scenes).items():
+        for name, r in reference_ifs(world, args.out, scenes=args.scenes, first_scene=args.first_scene).items():
             print(f"IF of the true videos, {name}: movement {r['if_movement']:.3f}  rotation {r['if_rotation']:.3f}  "
                   f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])})")  # fmt: skip
-    s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance)
+    s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance,
+                      first_scene=args.first_scene)
     print(s.pop("table"), end="")
     print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"event following: {s['event_hit_rate']:.3f} of event cases show the asked event; "

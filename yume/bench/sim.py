@@ -32,16 +32,18 @@ def vae_round_trip(world: WorldModel):
     return transform
 
 
-def write_model_benchmark(world: WorldModel, out: Path, scenes: int) -> Path:
-    """The held-out benchmark at the model's resolution and chunk length (out/bench)."""
-    from yume.sim.bench import write_benchmark
+def write_model_benchmark(world: WorldModel, out: Path, scenes: int, first_scene: int | None = None) -> Path:
+    """The held-out benchmark at the model's resolution and chunk length (out/bench), worlds from seed `first_scene`
+    (default HELD_OUT_SEED)."""
+    from yume.sim.bench import HELD_OUT_SEED, write_benchmark
 
     h, w = world.default_resolution
     frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride
-    return write_benchmark(out / "bench", scenes, height=h, width=w, frames_per_chunk=frames_per_chunk)
+    first = HELD_OUT_SEED if first_scene is None else first_scene
+    return write_benchmark(out / "bench", scenes, first_seed=first, height=h, width=w, frames_per_chunk=frames_per_chunk)
 
 
-def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> dict:
+def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first_scene: int | None = None) -> dict:
     """IF of the benchmark's true videos, rendered, and rendered then passed through the world's VAE.
 
     The first is the scorer's accuracy on this benchmark; the second bounds what any DiT decoded by this VAE can
@@ -52,7 +54,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> di
     from yume.sim.bench import rendered_generator
 
     out = Path(out)
-    cases = load_benchmark(write_model_benchmark(world, out, scenes))
+    cases = load_benchmark(write_model_benchmark(world, out, scenes, first_scene))
     ref = {}
     for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
         results = run_cases(cases, rendered_generator(transform), MotionConfig())
@@ -63,7 +65,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12) -> di
 
 
 def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None,
-                  guidance: float | None = None) -> dict:  # fmt: skip
+                  guidance: float | None = None, first_scene: int | None = None) -> dict:  # fmt: skip
     """Write the held-out benchmark to out/bench, generate it into out/videos, score it; returns the summary.
 
     Also writes out/results.json, out/results.md (per-case IF and metrics) and out/events.json (event following:
@@ -78,7 +80,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
 
     out = Path(out)
     h, w = world.default_resolution
-    bench = write_model_benchmark(world, out, scenes)
+    bench = write_model_benchmark(world, out, scenes, first_scene)
     generate = session_generator(world, steps=steps, guidance=guidance, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
