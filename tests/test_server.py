@@ -255,9 +255,10 @@ def test_serve_binds_loopback_without_token_and_other_hosts_with_a_printed_one(m
 
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: apps.append((app, host, port)))
-    assert main(["serve", "--resolution", "64x64", "--steps", "1", "--chunk-latents", "2", "--dtype", "fp32"]) == 0
+    assert main(["serve", "--model", "tiny-random", "--resolution", "64x64", "--steps", "1", "--chunk-latents", "2",
+                 "--dtype", "fp32"]) == 0
     assert capsys.readouterr().out.endswith("open http://127.0.0.1:7860/\n")
-    assert main(["serve", "--host", "0.0.0.0", "--port", "8000", "--resolution", "64x64"]) == 0
+    assert main(["serve", "--model", "tiny-random", "--host", "0.0.0.0", "--port", "8000", "--resolution", "64x64"]) == 0
     url = capsys.readouterr().out.strip().splitlines()[-1]
     assert url.startswith("open http://0.0.0.0:8000/?token=") and len(url.split("token=")[1]) >= 16
     with TestClient(apps[1][0]) as client:

@@ -141,8 +141,8 @@ def read_frames(path):
 def test_generate_writes_a_playable_mp4_and_sidecar(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("YUME_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "w.mp4"
-    code = main(["generate", "--prompt", "A street", "--actions", "W*2 →", "--event", "1:Rain starts.",
-                 "--resolution", "64x64", "--steps", "1", "-o", str(out)])  # fmt: skip
+    code = main(["generate", "--model", "tiny-random", "--prompt", "A street", "--actions", "W*2 →", "--event",
+                 "1:Rain starts.", "--resolution", "64x64", "--steps", "1", "-o", str(out)])  # fmt: skip
     assert code == 0
     frames, rate = read_frames(out)
     assert len(frames) == 29 + 32 + 32 and rate == 16

@@ -341,3 +341,16 @@ def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_p
     err = capsys.readouterr().err
     assert "--first-scene 480" in err and "choose 100000 or more" in err and not (tmp_path / "b").exists()
 
+
+def test_default_model_is_the_shipped_street_world():
+    """`yume generate` / `yume serve` without --model load the trained `yume-sim-small` from the package (<= 30 MB)."""
+    from yume.world import ASSETS, DEFAULT_MODEL, WorldModel
+
+    assert DEFAULT_MODEL == "yume-sim-small"
+    files = [f for f in (ASSETS / "yume-sim-small").rglob("*") if f.is_file()]
+    assert sum(f.stat().st_size for f in files) <= 30 * 2**20
+    world = WorldModel.load(device="cpu")
+    assert world.name == "yume-sim-small" and not world.info.get("random_weights")
+    assert world.default_resolution == (128, 128) and world.vae.temporal_stride == 2
+    # A flow-stage checkpoint (it walked better than its Self-Forcing student): sessions sample it with CFG.
+    assert world.info["sampling"] == "flow-cfg"

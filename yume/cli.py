@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--video", help="a clip to continue (video-to-world; Yume-I2V-540P)")
     src.add_argument("--resume", help="continue a session file written by --save-session")
     p.add_argument("--model", help="model directory (Yume-5B-720P, Wan2.2-TI2V-5B in either layout) or built-in "
-                   "name; default: tiny-random (random weights, for checking the pipeline)")
+                   "name; default: yume-sim-small (the built-in street world, 128x128; tiny-random: random weights)")
     p.add_argument("--actions", default="W*4", help='per-chunk keys, e.g. "W*3 W+D*2 →*2 ." or a JSON file of '
                    '[{"action": "W", "event": "..."}] (default: W*4)')
     p.add_argument("--event", action="append", metavar="CHUNK:TEXT", help='text event from a chunk on, e.g. "4:A ghost appeared"')

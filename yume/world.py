@@ -17,8 +17,9 @@ from yume.vae import WanVAE
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
           "fp32": torch.float32, "float32": torch.float32}  # fmt: skip
 
-# Built-in models that need no download. `tiny-random` has random weights: it exercises every code path
-# (and the tests) in seconds on a CPU, but its video is noise, not a world.
+# Built-in models that need no download. `yume-sim-small` (the default) is trained on the procedural street world;
+# `tiny-random` has random weights: it exercises every code path (and the tests) in seconds on a CPU, but its video
+# is noise, not a world.
 BUILTIN = {
     # text_len 128: the tiny tokenizer splits a caption into ~60 tokens; 32 would cut the event off.
     "tiny-random": {"dit": "tiny", "text_len": 128, "vae": "tiny", "text": "tiny", "resolution": (128, 128), "seed": 0},
@@ -49,7 +50,7 @@ BUILTIN = {
     },
 }
 ASSETS = Path(__file__).parent / "assets"
-DEFAULT_MODEL = "tiny-random"
+DEFAULT_MODEL = "yume-sim-small"
 # text: T5 (and CLIP) on the CPU, the DiT off the GPU while the VAE decodes; blocks: also the DiT's blocks kept on the
 # CPU and copied to the GPU one at a time (yume.offload), for GPUs too small for the 14B DiT (docs/checkpoints.md).
 OFFLOAD_MODES = ("text", "blocks")
@@ -120,7 +121,7 @@ class WorldModel:
         offload: str | bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> WorldModel:
-        """A built-in model by name (default `tiny-random`) or a Yume/Wan2.2 directory (original or diffusers layout).
+        """A built-in model by name (default `yume-sim-small`) or a Yume/Wan2.2 directory (original or diffusers layout).
 
         `offload`: "text" (or True) keeps the text encoder on the CPU and moves the DiT off the GPU while the VAE
         decodes; "blocks" keeps the text encoder and the DiT's blocks on the CPU, each block copied in for its forward.

@@ -8,8 +8,8 @@ import secrets
 
 def add_serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="play a world in the browser: live keys, text events, frames streamed as made")
-    p.add_argument("--model", help="model directory (Yume-5B-720P, …) or built-in name; default: tiny-random "
-                   "(random weights, for checking the pipeline)")  # fmt: skip
+    p.add_argument("--model", help="model directory (Yume-5B-720P, …) or built-in name; default: yume-sim-small "
+                   "(the built-in street world, 128x128; tiny-random: random weights)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; "
                    "any other address requires the access token)")  # fmt: skip
     p.add_argument("--port", type=int, default=7860)
@@ -37,14 +37,14 @@ def serve(args: argparse.Namespace) -> int:
     from yume.generate import parse_resolution
     from yume.server.app import Limits, create_app, is_loopback
     from yume.session import SessionConfig, WorldSession
-    from yume.world import WorldModel
+    from yume.world import DEFAULT_MODEL, WorldModel
 
     height, width = parse_resolution(args.resolution)
     config = SessionConfig(height=height, width=width, steps=args.steps, chunk_latents=args.chunk_latents,
                            history=args.history, seed=args.seed)  # fmt: skip
     limits = Limits(max_sessions=args.max_sessions)
     token = args.token or (None if is_loopback(args.host) else secrets.token_urlsafe(16))
-    print(f"loading {args.model or 'tiny-random'} …", flush=True)
+    print(f"loading {args.model or DEFAULT_MODEL} …", flush=True)
     world = WorldModel.load(args.model, device=args.device, dtype=args.dtype, offload=args.offload)
     WorldSession(world, config=config)  # a resolution or history the model cannot do fails here, not in the browser
     app = create_app(world, config=config, limits=limits, token=token)
