@@ -352,5 +352,6 @@ def test_default_model_is_the_shipped_street_world():
     world = WorldModel.load(device="cpu")
     assert world.name == "yume-sim-small" and not world.info.get("random_weights")
     assert world.default_resolution == (128, 128) and world.vae.temporal_stride == 2
+    assert world.dtype == torch.bfloat16 and WorldModel.load(dtype="fp32", device="cpu").dtype == torch.float32
     # A flow-stage checkpoint (it walked better than its Self-Forcing student): sessions sample it with CFG.
     assert world.info["sampling"] == "flow-cfg"

@@ -71,6 +71,7 @@ def add_bench_parser(sub) -> None:
                    "on the default one")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: none)")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="DiT dtype (default: the model's own)")
     p.add_argument("--reference", action="store_true",
                    help="also score the true videos, rendered and through the model's VAE (the IF it can reach at best)")
     p.set_defaults(func=_sim)
@@ -115,7 +116,7 @@ def _sim(args) -> int:
         print(f"error: --first-scene {args.first_scene}: worlds below {HELD_OUT_SEED} are the training data's "
               f"(`yume data synth` seeds); choose {HELD_OUT_SEED} or more", file=sys.stderr)  # fmt: skip
         return 2
-    world = WorldModel.load(args.model, device="cpu")
+    world = WorldModel.load(args.model, device="cpu", dtype=args.dtype)
     if args.untrained:
         world = untrained_twin(world)
     if args.reference:
