@@ -255,6 +255,26 @@ def test_builtin_sim_model_with_a_2x_temporal_vae_makes_8_frame_chunks(tmp_path,
     assert session.history.shape[2] == 1 + 4 + 4  # the image's latent, then 4 per chunk
 
 
+def test_builtin_sim_model_loads_an_export_given_as_weights_and_refuses_them_for_others(tmp_path):
+    """`load(weights=EXPORT)` (`yume bench sim --weights`) scores a checkpoint without touching the shipped model."""
+    from yume import YumeTransformer
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+    from yume.world import WorldModel
+
+    YumeTransformer.from_config("sim-small", seed=3).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small-t2", seed=0).save_pretrained(tmp_path / "vae")
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "export")
+    world = WorldModel.load("yume-sim-small", device="cpu", weights=tmp_path / "export")
+    exported = YumeTransformer.from_pretrained(tmp_path / "export" / "dit", dtype=torch.bfloat16)
+    assert world.name == "yume-sim-small" and "sampling" not in world.info  # exported without --sampling
+    assert torch.equal(world.dit.head.head.weight, exported.head.head.weight)
+    with pytest.raises(ValueError, match="'tiny-random' is not one"):
+        WorldModel.load("tiny-random", device="cpu", weights=tmp_path / "export")
+    with pytest.raises(FileNotFoundError, match="weights are missing"):
+        WorldModel.load("yume-sim-small", device="cpu", weights=tmp_path / "nothing")
+
+
 def test_builtin_sim_model_without_its_weights_says_how_to_rebuild(tmp_path, monkeypatch):
     import yume.world
     from yume.world import WorldModel

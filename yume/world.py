@@ -47,7 +47,7 @@ BUILTIN = {
         "chunk_latents": 4,
         "prompt_mode": "decomposed",
         "image_start": "frame",
-        # Trained under bf16 autocast; bf16 runs 15-25% faster on a CPU with AVX-512 BF16 and scored the same IF
+        # Trained under bf16 autocast; bf16 ran ~15% faster on a CPU with AVX-512 BF16 and scored the same IF
         # (docs/sim-model.md). --dtype fp32 still applies.
         "dtype": "bf16",
     },
@@ -123,8 +123,12 @@ class WorldModel:
         dtype: str | torch.dtype | None = None,
         offload: str | bool | None = None,
         cache_dir: str | Path | None = None,
+        weights: str | Path | None = None,
     ) -> WorldModel:
         """A built-in model by name (default `yume-sim-small`) or a Yume/Wan2.2 directory (original or diffusers layout).
+
+        `weights`: for a built-in model with shipped weights, a folder written by `yume train export` to load instead
+        of the package's (to score a checkpoint without overwriting the shipped model).
 
         `offload`: "text" (or True) keeps the text encoder on the CPU and moves the DiT off the GPU while the VAE
         decodes; "blocks" keeps the text encoder and the DiT's blocks on the CPU, each block copied in for its forward.
@@ -136,8 +140,13 @@ class WorldModel:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise RuntimeError(f"--device {device} asked for, but this torch has no CUDA device; use --device cpu")
         model = model or DEFAULT_MODEL
+        if weights is not None and "weights" not in BUILTIN.get(str(model), {}):
+            trained = [name for name, spec in BUILTIN.items() if "weights" in spec]
+            raise ValueError(f"weights={str(weights)!r} replaces a trained built-in model's weights ({', '.join(trained)}); "
+                             f"{str(model)!r} is not one")  # fmt: skip
         if str(model) in BUILTIN:
-            world = cls._builtin(str(model), device, parse_dtype(dtype or BUILTIN[str(model)].get("dtype", "fp32")))
+            dtype = parse_dtype(dtype or BUILTIN[str(model)].get("dtype", "fp32"))
+            world = cls._builtin(str(model), device, dtype, None if weights is None else Path(weights))
         else:
             world = cls._from_directory(Path(model), device, parse_dtype(dtype or "bf16"), offload)
         if offload == "blocks":
@@ -149,10 +158,10 @@ class WorldModel:
         return world
 
     @classmethod
-    def _builtin(cls, name: str, device: str, dtype: torch.dtype) -> WorldModel:
+    def _builtin(cls, name: str, device: str, dtype: torch.dtype, root: Path | None = None) -> WorldModel:
         spec = BUILTIN[name]
         if "weights" in spec:
-            return cls._builtin_trained(name, spec, device, dtype)
+            return cls._builtin_trained(name, spec, device, dtype, root or ASSETS / spec["weights"])
         dit_config = model_config(spec["dit"]).replace(text_len=spec["text_len"])
         dit_class = YumeTransformer
         if dit_config.image_dim:
@@ -174,9 +183,9 @@ class WorldModel:
         return world
 
     @classmethod
-    def _builtin_trained(cls, name: str, spec: dict, device: str, dtype: torch.dtype) -> WorldModel:
-        """A built-in model with shipped weights: assets/<weights>/dit, /vae and /text (else the tiny random encoder)."""
-        root = ASSETS / spec["weights"]
+    def _builtin_trained(cls, name: str, spec: dict, device: str, dtype: torch.dtype, root: Path) -> WorldModel:
+        """A built-in model with shipped weights: root/dit, /vae and /text (else the tiny random encoder); root is
+        assets/<weights> unless `load(weights=...)` names an export."""
         if not (root / "dit").is_dir() or not (root / "vae").is_dir():
             raise FileNotFoundError(f"built-in model {name!r}: its weights are missing from {root} (dit/ and vae/); "
                                     "reinstall yume or rebuild them with docs/sim-model.md")  # fmt: skip

@@ -64,6 +64,8 @@ def add_bench_parser(sub) -> None:
     p = group.add_parser("sim", help="the street-world model on held-out worlds: IF, metrics, event following")
     p.add_argument("out", help="folder for the benchmark, videos, results.json/.md and events.json")
     p.add_argument("--model", default="yume-sim-small", help="built-in model name (default yume-sim-small)")
+    p.add_argument("--weights", default=None, help="a folder written by `yume train export` to score instead of the "
+                   "model's shipped weights")  # fmt: skip
     p.add_argument("--untrained", action="store_true", help="score the same model with a random-init DiT")
     p.add_argument("--scenes", type=int, default=12, help="held-out worlds (two cases each: plain, with an event)")
     p.add_argument("--first-scene", type=int, default=None,
@@ -116,7 +118,7 @@ def _sim(args) -> int:
         print(f"error: --first-scene {args.first_scene}: worlds below {HELD_OUT_SEED} are the training data's "
               f"(`yume data synth` seeds); choose {HELD_OUT_SEED} or more", file=sys.stderr)  # fmt: skip
         return 2
-    world = WorldModel.load(args.model, device="cpu", dtype=args.dtype)
+    world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
     if args.untrained:
         world = untrained_twin(world)
     if args.reference:
