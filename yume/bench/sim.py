@@ -38,57 +38,89 @@ def write_model_benchmark(world: WorldModel, out: Path, scenes: int, first_scene
     from yume.sim.bench import HELD_OUT_SEED, write_benchmark
 
     h, w = world.default_resolution
-    frames_per_chunk = world.info.get("chunk_latents", 8) * world.vae.temporal_stride
     first = HELD_OUT_SEED if first_scene is None else first_scene
-    return write_benchmark(out / "bench", scenes, first_seed=first, height=h, width=w, frames_per_chunk=frames_per_chunk)
+    return write_benchmark(out / "bench", scenes, first_seed=first, height=h, width=w,
+                           frames_per_chunk=chunk_frames(world))
 
 
-def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first_scene: int | None = None) -> dict:
-    """IF of the benchmark's true videos, rendered, and rendered then passed through the world's VAE.
+def chunk_frames(world: WorldModel) -> int:
+    """Frames per chunk the world generates (its training's chunk, in latents, times the VAE's temporal stride)."""
+    return world.info.get("chunk_latents", 8) * world.vae.temporal_stride
 
-    The first is the scorer's accuracy on this benchmark; the second bounds what any DiT decoded by this VAE can
-    score. Writes out/reference.json and returns {"rendered": summary, "vae": summary}.
+
+DETECTOR_WORLDS = 12  # rendered walks per label the event detector is fitted on
+
+
+def event_detector(world: WorldModel):
+    """The event detector for this world's videos: fitted on rendered held-out walks (worlds 100500-100511) passed
+    through its VAE, in its chunk length."""
+    from yume.sim.bench import rendered_examples
+    from yume.sim.detect import EventDetector
+
+    h, w = world.default_resolution
+    examples = rendered_examples(DETECTOR_WORLDS, height=h, width=w, chunk_frames=chunk_frames(world),
+                                 transform=vae_round_trip(world))
+    return EventDetector.fit(examples)
+
+
+def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first_scene: int | None = None,
+                  detector=None) -> dict:  # fmt: skip
+    """IF and event following of the benchmark's true videos, rendered, and rendered then passed through the world's
+    VAE.
+
+    The first is the scorers' accuracy on this benchmark; the second bounds what any DiT decoded by this VAE can
+    score. Writes out/reference.json and returns {"rendered": summary, "vae": summary}. `detector`: the world's
+    `event_detector`, if already fitted.
     """
     from yume.eval.motion import MotionConfig
     from yume.eval.score import if_by_chunk, load_benchmark, run_cases, summary
-    from yume.sim.bench import rendered_generator
+    from yume.sim.bench import event_case, event_rates, rendered_generator
+    from yume.sim.events import event_from_text
 
     out = Path(out)
     cases = load_benchmark(write_model_benchmark(world, out, scenes, first_scene))
+    detector = detector or event_detector(world)
     ref = {}
     for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
-        results = run_cases(cases, rendered_generator(transform), MotionConfig())
+        rows, render = [], rendered_generator(transform)
+
+        def generate(case, render=render, rows=rows):  # scores the event of each true video as it goes by
+            video, counts = render(case)
+            asked = event_from_text(case.events[max(case.events)]) if case.events else None
+            rows.append(event_case(case.id, asked, video, counts, detector))
+            return video, counts
+
+        results = run_cases(cases, generate, MotionConfig())
         ref[name] = {k: v for k, v in summary(results).items() if k.startswith("if_")}
         ref[name]["by_chunk"] = if_by_chunk(results)
+        ref[name] |= {k: v for k, v in event_rates(rows, detector).items() if k != "cases"}
     (out / "reference.json").write_text(json.dumps(ref, indent=1), encoding="utf-8")
     return ref
 
 
 def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None,
-                  guidance: float | None = None, first_scene: int | None = None) -> dict:  # fmt: skip
+                  guidance: float | None = None, first_scene: int | None = None, detector=None) -> dict:  # fmt: skip
     """Write the held-out benchmark to out/bench, generate it into out/videos, score it; returns the summary.
 
     Also writes out/results.json, out/results.md (per-case IF and metrics) and out/events.json (event following:
-    a nearest-centroid detector fitted on rendered held-out clips passed through the same VAE).
+    `event_detector`: which event appears between the first and the last chunk).
     """
     from yume.eval.metrics import ModelPaths
     from yume.eval.motion import MotionConfig
     from yume.eval.run import session_generator
     from yume.eval.score import if_by_chunk, load_benchmark, markdown, run_cases, summary, write_reports
-    from yume.sim.bench import event_following, rendered_examples
-    from yume.sim.detect import EventDetector
+    from yume.sim.bench import event_following
 
     out = Path(out)
-    h, w = world.default_resolution
     bench = write_model_benchmark(world, out, scenes, first_scene)
     generate = session_generator(world, steps=steps, guidance=guidance, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
-    detector = EventDetector.fit(rendered_examples(height=h, width=w, frames=9, transform=vae_round_trip(world)))
-    events = event_following(out / "videos", detector)
+    events = event_following(out / "videos", detector or event_detector(world))
     (out / "events.json").write_text(json.dumps(events, indent=1), encoding="utf-8")
     return {**summary(results), "event_hit_rate": events["event_hit_rate"], "if_by_chunk": if_by_chunk(results),
-            "false_event_rate": events["false_event_rate"], "table": markdown(results)}  # fmt: skip
+            "false_event_rate": events["false_event_rate"], "events_hidden": events["events_hidden"],
+            "table": markdown(results)}  # fmt: skip
 
 
 def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed: int = 7, move_speed: float = 0.1,

@@ -73,8 +73,7 @@ def rendered_generator(transform=None):
         for i, text in sorted(case.events.items()):
             name = event_from_text(text)
             if name is not None:
-                strength = np.clip((np.arange(len(video)) - (1 + i * n)) / 12.0, 0.0, 1.0)  # ramps in over 12 frames
-                video = apply_event(video, name, Scene(world, poses), strength)
+                video = apply_event(video, name, Scene(world, poses), event_strength(len(video), 1 + i * n))
         if transform is not None:
             video = transform(video)
         return video[1:], [n] * len(case.actions)
@@ -83,41 +82,63 @@ def rendered_generator(transform=None):
 
 
 def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 500, height: int = 128,
-                      width: int = 128, frames: int = 8, transform=None) -> dict[str, list[np.ndarray]]:  # fmt: skip
-    """label -> frame stacks [frames, H, W, 3] of rendered walks, plain ("none") and with each event at full strength.
+                      width: int = 128, chunk_frames: int = 8,
+                      transform=None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+    """label -> (before, after) frame stacks [chunk_frames, H, W, 3] of rendered walks, as the benchmark asks them.
 
-    `transform(frames) -> frames` (e.g. a VAE round trip) puts the examples in the generated videos' domain.
+    Each walk is a start frame and three chunks of one held action: "none" leaves it plain, each event comes in from
+    chunk 1 as `rendered_generator` draws it; `before` is chunk 0, `after` chunk 2 — the frames `event_following`
+    compares. `transform(frames) -> frames` (a VAE round trip of the whole walk) puts them in a model's domain.
     """
-    out: dict[str, list[np.ndarray]] = {}
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    n = chunk_frames
     for i in range(num_worlds):
         world, camera = _start(first_seed + i)
         action = ALL_ACTIONS[np.random.default_rng(first_seed + i).integers(len(ALL_ACTIONS))]
-        clip, poses = render_clip(world, [action], frames - 1, height, width, camera=camera, supersample=1)
-        variants = {NONE: clip} | {n: apply_event(clip, n, Scene(world, poses), np.ones(len(clip))) for n in EVENTS}
+        clip, poses = render_clip(world, [action], 3 * n, height, width, camera=camera, supersample=1)
+        strength = event_strength(len(clip), 1 + n)
+        variants = {NONE: clip} | {e: apply_event(clip, e, Scene(world, poses), strength) for e in EVENTS}
         for name, video in variants.items():
-            out.setdefault(name, []).append(transform(video) if transform else video)
+            video = transform(video) if transform else video
+            out.setdefault(name, []).append((video[1 : 1 + n], video[1 + 2 * n :]))
     return out
 
 
-def event_following(videos: str | Path, detector: EventDetector) -> dict:
-    """Per video written by `yume eval run --videos`: the event its last chunk asked for vs the detected one.
+def event_strength(num_frames: int, onset: int) -> np.ndarray:
+    """An event's strength per frame when it is asked for from frame `onset` on: ramping in over 12 frames."""
+    return np.clip((np.arange(num_frames) - onset) / 12.0, 0.0, 1.0)
 
-    Returns {"cases": [{"id", "asked", "detected"}], "event_hit_rate" (event cases whose event is detected),
-    "false_event_rate" (plain cases where an event is detected)}.
-    """
+
+def event_case(case_id: str, asked: str | None, video: np.ndarray, chunk_frames: list[int],
+               detector: EventDetector) -> dict:  # fmt: skip
+    """The event a video's last chunk asked for (None: none) and the one `detector` sees appear since its first."""
+    before, after = video[: chunk_frames[0]], video[len(video) - chunk_frames[-1] :]
+    return {"id": case_id, "asked": asked or NONE, "detected": detector.predict(before, after)}
+
+
+def event_rates(rows: list[dict], detector: EventDetector) -> dict:
+    """{"cases", "event_hit_rate" (event cases whose event is detected), "false_event_rate" (plain cases where an
+    event is detected), "events_hidden" (events the detector cannot see in this domain: their cases are not scored)}; a
+    rate is None when there are no such cases."""
+    events = [r for r in rows if r["asked"] not in (NONE, *detector.hidden)]
+    plain = [r for r in rows if r["asked"] == NONE]
+    return {
+        "cases": rows,
+        "events_hidden": sorted(detector.hidden),
+        "event_hit_rate": float(np.mean([r["asked"] == r["detected"] for r in events])) if events else None,
+        "false_event_rate": float(np.mean([r["detected"] != NONE for r in plain])) if plain else None,
+    }
+
+
+def event_following(videos: str | Path, detector: EventDetector) -> dict:
+    """Per video written by `yume eval run --videos`: the event its last chunk asked for vs the one the detector sees
+    appear between its first and last chunks (`event_rates`)."""
     from yume.video import read_video
 
     rows = []
     for sidecar in sorted(Path(videos).glob("*.json")):
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         frames, _ = read_video(sidecar.with_suffix(".mp4"))
-        last = meta["chunks"][-1]
-        asked = event_from_text(last.get("event")) or NONE
-        rows.append({"id": sidecar.stem, "asked": asked, "detected": detector.predict(frames[-last["frames"] :])})
-    events = [r for r in rows if r["asked"] != NONE]
-    plain = [r for r in rows if r["asked"] == NONE]
-    return {
-        "cases": rows,
-        "event_hit_rate": float(np.mean([r["asked"] == r["detected"] for r in events])) if events else None,
-        "false_event_rate": float(np.mean([r["detected"] != NONE for r in plain])) if plain else None,
-    }
+        asked = event_from_text(meta["chunks"][-1].get("event"))
+        rows.append(event_case(sidecar.stem, asked, frames, [c["frames"] for c in meta["chunks"]], detector))
+    return event_rates(rows, detector)
