@@ -198,6 +198,8 @@ def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():
         VAETrainConfig("d", "o", frames=4)
     with pytest.raises(ValueError, match="temporal_weight=1.0 must be >= 0, and > 0 needs frames > 1"):
         VAETrainConfig("d", "o", frames=1, temporal_weight=1.0)
+    with pytest.raises(ValueError, match="latent_noise=-0.1 must be >= 0"):
+        VAETrainConfig("d", "o", latent_noise=-0.1)
 
 
 def test_temporal_loss_is_the_l1_of_the_reconstructions_frame_differences_against_the_inputs():
@@ -217,6 +219,26 @@ def test_temporal_loss_is_the_l1_of_the_reconstructions_frame_differences_agains
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(0))
         recon = vae.model.decode(z).sample
     assert m1["dt_l1"] == pytest.approx((recon.diff(dim=2) - x.diff(dim=2)).abs().mean().item(), rel=1e-5)
+
+
+def test_latent_noise_decodes_the_sample_plus_noise_scaled_by_each_channels_latent_std():
+    """--latent-noise: the decoder sees z + n * latents_std * eps, eps the generator's next draw after the sample."""
+    from yume.train.vae import vae_loss
+    from yume.vae import WanVAE
+
+    vae = WanVAE.from_config("sim-small", seed=0)
+    vae.model.register_to_config(latents_std=[0.5 + 0.05 * i for i in range(32)])
+    x = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    _, m0 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6)
+    _, m1 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6, latent_noise=0.5)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        post = vae.model.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        std = torch.tensor(vae.model.config.latents_std).view(1, -1, 1, 1, 1)
+        recon = vae.model.decode(z + 0.5 * std * torch.randn(z.shape, generator=g)).sample
+    assert m1["l1"] == pytest.approx((recon - x).abs().mean().item(), rel=1e-5) and m1["l1"] != m0["l1"]
+    assert m1["kl"] == m0["kl"]  # the noise is the decoder's, not the posterior's
 
 
 def test_builtin_sim_model_loads_exported_weights_and_runs_one_chunk(tmp_path, monkeypatch):

@@ -88,6 +88,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument("--temporal-weight", type=float, default=0.0,
                    help="weight of an L1 between the frame-to-frame differences of output and input (default 0)")
+    p.add_argument("--latent-noise", type=float, default=0.0,
+                   help="Gaussian noise added to the latent the decoder sees, in latent stds (default 0): a decoder "
+                        "that tolerates latents a little off the encoder's, as a DiT's are")
     p.add_argument("--autocast", default="bf16", choices=("bf16", "none"))
     p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
@@ -214,7 +217,8 @@ def _train_vae(args) -> int:
 
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
                          batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr,
-                         kl_weight=args.kl_weight, temporal_weight=args.temporal_weight, autocast=args.autocast,
+                         kl_weight=args.kl_weight, temporal_weight=args.temporal_weight, latent_noise=args.latent_noise,
+                         autocast=args.autocast,
                          max_clips=args.max_clips, max_minutes=args.max_minutes, seed=args.seed, device=args.device,
                          train=args.train)  # fmt: skip
 

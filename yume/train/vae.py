@@ -39,6 +39,10 @@ class VAETrainConfig:
     # charges motion a decoder damps or invents between the frames of one latent, which the plain L1 barely sees.
     # Measured on the sim VAE (docs/sim-model.md): no gain in IF ceiling from a decoder-only fine-tune with it.
     temporal_weight: float = 0.0
+    # > 0: the decoder sees the latent plus Gaussian noise of this many of the VAE's per-channel latent stds (the
+    # units a DiT's latents are normalised in), so it learns to decode latents a little off the encoder's, as a
+    # DiT's are, instead of sharpening only on exact ones.
+    latent_noise: float = 0.0
     autocast: str = "bf16"
     seed: int = 0
     max_clips: int = 0  # 0 = every clip of the dataset
@@ -66,6 +70,8 @@ class VAETrainConfig:
                              f"(now {self.frames})")  # fmt: skip
         if self.autocast not in ("bf16", "none"):
             raise ValueError(f"autocast={self.autocast!r} must be 'bf16' or 'none'")
+        if self.latent_noise < 0:
+            raise ValueError(f"latent_noise={self.latent_noise} must be >= 0")
 
 
 def load_videos(dataset: str | Path, max_clips: int = 0) -> list[np.ndarray]:
@@ -97,12 +103,16 @@ def sample_batch(
 
 
 def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
-             temporal_weight: float = 0.0) -> tuple[torch.Tensor, dict]:  # fmt: skip
+             temporal_weight: float = 0.0, latent_noise: float = 0.0) -> tuple[torch.Tensor, dict]:  # fmt: skip
     """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements, + temporal_weight
-    x the L1 of the reconstruction's frame differences against the input's (x [B, 3, T, H, W])."""
+    x the L1 of the reconstruction's frame differences against the input's (x [B, 3, T, H, W]). `latent_noise`: the
+    decoder gets the sample plus that many latent stds of Gaussian noise."""
     posterior = vae.model.encode(x).latent_dist
     # Noise drawn on the CPU generator, so a run draws the same samples on any device.
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(x.device)
+    if latent_noise > 0:
+        std = torch.tensor(vae.model.config.latents_std, device=x.device).view(1, -1, 1, 1, 1)
+        z = z + latent_noise * std * torch.randn(z.shape, generator=generator).to(x.device)
     recon = vae.model.decode(z).sample.float()
     l1 = (recon - x).abs().mean()
     kl = 0.5 * (posterior.mean.float() ** 2 + posterior.var.float() - 1.0 - posterior.logvar.float()).mean()
@@ -191,7 +201,7 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
                 group["lr"] = lr
             x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop).to(device, non_blocking=True)
             with amp:
-                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight, cfg.temporal_weight)
+                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight, cfg.temporal_weight, cfg.latent_noise)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"VAE loss is {loss.item()} at step {step + 1}; lower lr (now {cfg.lr})")
             loss.backward()
