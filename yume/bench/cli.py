@@ -72,10 +72,12 @@ def add_bench_parser(sub) -> None:
                    help="world seed of the first scene (default 100000); another range confirms a checkpoint chosen "
                    "on the default one")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: none)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: the model's own recipe, 3 for yume-sim-small)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="DiT dtype (default: the model's own)")
     p.add_argument("--reference", action="store_true",
-                   help="also score the true videos, rendered and through the model's VAE (the IF it can reach at best)")
+                   help="also score the true videos, rendered and through the model's VAE (the IF and event following "
+                        "it can reach at best)")
     p.set_defaults(func=_sim)
 
 
