@@ -308,6 +308,34 @@ def test_builtin_sim_model_with_a_2x_temporal_vae_makes_8_frame_chunks(tmp_path,
     assert session.history.shape[2] == 1 + 4 + 4  # the image's latent, then 4 per chunk
 
 
+def test_builtin_sim_model_with_a_stride_free_vae_takes_its_chunk_length_from_the_export(tmp_path, monkeypatch):
+    """A DiT trained on sim-small-t1 latents (flow-t1.toml: 8-latent chunks): the export records the chunk length,
+    and sessions make 8-frame chunks, one latent a frame."""
+    import json
+
+    import yume.world
+    from yume import YumeTransformer
+    from yume.actions import Action
+    from yume.session import SessionConfig, WorldSession
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+    from yume.world import WorldModel
+
+    YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small-t1", seed=0).save_pretrained(tmp_path / "vae")
+    out = tmp_path / "assets" / "yume-sim-small"
+    export_builtin(tmp_path / "dit", tmp_path / "vae", out, sampling="flow-cfg", chunk_latents=8)
+    assert json.loads((out / "sampling.json").read_text()) == {"preset": "flow-cfg", "chunk_latents": 8}
+    monkeypatch.setattr(yume.world, "ASSETS", tmp_path / "assets")
+    world = WorldModel.load("yume-sim-small", device="cpu")
+    assert (world.vae.temporal_stride, world.info["chunk_latents"], world.info["sampling"]) == (1, 8, "flow-cfg")
+    session = WorldSession(world, "a street", image=torch.zeros(1, 3, 128, 128), config=SessionConfig(steps=1))
+    assert session.step(Action("W", "")).frames.shape == (8, 128, 128, 3)
+    assert session.history.shape[2] == 1 + 8
+    with pytest.raises(ValueError, match="chunk_latents=0"):
+        export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "x", chunk_latents=0)
+
+
 def test_builtin_sim_model_loads_an_export_given_as_weights_and_refuses_them_for_others(tmp_path):
     """`load(weights=EXPORT)` (`yume bench sim --weights`) scores a checkpoint without touching the shipped model."""
     from yume import YumeTransformer

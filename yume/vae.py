@@ -77,6 +77,11 @@ VAE_CONFIGS: dict[str, dict] = {
     "sim-small-t2": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=32, z_dim=32, dim_mult=[1, 2, 2],
                          temperal_downsample=[False, True], scale_factor_temporal=2, scale_factor_spatial=8,
                          latents_mean=[0.0] * 32, latents_std=[1.0] * 32),
+    # No temporal stride at all (both samplers 2D only): one latent per frame, twice sim-small-t2's latents. Coded
+    # alone, frames keep more of the walk's parallax than through 2x latents (docs/sim-model.md, session 8).
+    "sim-small-t1": dict(_WAN22_STRUCTURE, base_dim=16, decoder_base_dim=32, z_dim=32, dim_mult=[1, 2, 2],
+                         temperal_downsample=[False, False], scale_factor_temporal=1, scale_factor_spatial=8,
+                         latents_mean=[0.0] * 32, latents_std=[1.0] * 32),
     # Same structure at CPU size; fixed non-trivial stats so that tests see the normalisation.
     "tiny": dict(_WAN22_STRUCTURE, base_dim=8, decoder_base_dim=8,
                  latents_mean=[round(0.1 * math.sin(i), 4) for i in range(48)],

@@ -199,8 +199,10 @@ class WorldModel:
         # How the model was trained to be sampled: its history policy, chunk length, image start and step recipe.
         keys = ("history", "chunk_latents", "image_start", "prompt_mode")
         info = {"builtin": True} | {k: spec[k] for k in keys if k in spec}
-        if (root / "sampling.json").is_file():  # written by `yume train export --sampling`
-            info["sampling"] = json.loads((root / "sampling.json").read_text(encoding="utf-8"))["preset"]
+        if (root / "sampling.json").is_file():  # written by `yume train export --sampling / --chunk-latents`
+            recipe = json.loads((root / "sampling.json").read_text(encoding="utf-8"))
+            info |= {"sampling": recipe["preset"]} if "preset" in recipe else {}
+            info |= {"chunk_latents": int(recipe["chunk_latents"])} if "chunk_latents" in recipe else {}
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

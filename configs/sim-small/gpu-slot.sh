@@ -16,8 +16,9 @@
 #
 # VAE_INIT: a trained sim VAE to continue (else single frames, then 9-frame windows, from scratch). TEXT: the text
 # encoder folder to cache and pack with (`TextEncoder.save_pretrained`; else the tiny random one of seed 0).
-# VAE_PRESET: the VAE structure, sim-small (4x temporal stride, the default from scratch) or sim-small-t2 (2x);
-# with VAE_INIT it moves that VAE into the preset's structure. A 2x VAE's DiT trains with flow-t2.toml.
+# VAE_PRESET: the VAE structure, sim-small (4x temporal stride, the default from scratch), sim-small-t2 (2x) or
+# sim-small-t1 (none); with VAE_INIT it moves that VAE into the preset's structure. A 2x VAE's DiT trains with
+# flow-t2.toml, a stride-free one's with flow-t1.toml.
 # DIT_INIT: a trained DiT (e.g. a CPU run's generator/ema; bf16 is fine, training keeps fp32 master weights) to
 # continue instead of starting from random: a short slot cannot afford the few thousand steps before the DiT takes off.
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
@@ -80,8 +81,9 @@ else
 fi
 [ -f "$WORK/vae/config.json" ] || fail "VAE training" "$WORK/vae.log"
 FLOW[1]=configs/sim-small/flow.toml  # the DiT's chunk and history lengths follow the VAE's temporal stride
-python3 -c "import json, sys; sys.exit(json.load(open(sys.argv[1]))['scale_factor_temporal'] != 2)" \
-    "$WORK/vae/config.json" && FLOW[1]=configs/sim-small/flow-t2.toml
+STRIDE=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['scale_factor_temporal'])" "$WORK/vae/config.json")
+[ "$STRIDE" = 2 ] && FLOW[1]=configs/sim-small/flow-t2.toml
+[ "$STRIDE" = 1 ] && FLOW[1]=configs/sim-small/flow-t1.toml
 [ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
 say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"
@@ -108,8 +110,9 @@ tail -1 "$WORK/flow-2.log"
 CKPT=$(ls -d "$WORK"/flow/checkpoints/step-* | tail -1)
 
 say "pack $CKPT"
-EXPORT_ARGS=()
-[ -n "${TEXT:-}" ] && EXPORT_ARGS=(--text "$TEXT")
+EXPORT_ARGS=(--sampling flow-cfg)  # a flow model: 16 steps with CFG 3 (docs/sim-model.md)
+[ -n "${TEXT:-}" ] && EXPORT_ARGS+=(--text "$TEXT")
+[ "$STRIDE" = 1 ] && EXPORT_ARGS+=(--chunk-latents 8)  # flow-t1.toml's chunk (the built-in default is 4)
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
 tar cf - -C "$WORK/model" . | split -b 15000000 - "$OUT/model.tar.part-"
 say "probe"

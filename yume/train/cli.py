@@ -127,6 +127,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--sampling", default=None,
                    help="the step recipe sessions use by default (a preset: release-4step for a distilled model, "
                    "flow-cfg for a flow model)")
+    p.add_argument("--chunk-latents", type=int, default=None,
+                   help="latent frames per chunk the DiT was trained on (data.chunk_latents), where it differs from "
+                   "the built-in model's 4: e.g. 8 for configs/sim-small/flow-t1.toml")
     p.set_defaults(func=_export)
 
 
@@ -235,7 +238,8 @@ def _train_vae(args) -> int:
 def _export(args) -> int:
     from yume.train.export import export_builtin
 
-    size = export_builtin(args.dit, args.vae, args.out, text=args.text, sampling=args.sampling)
+    size = export_builtin(args.dit, args.vae, args.out, text=args.text, sampling=args.sampling,
+                          chunk_latents=args.chunk_latents)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0
 

@@ -19,15 +19,20 @@ def export_builtin(
     text: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
     sampling: str | None = None,
+    chunk_latents: int | None = None,
 ) -> int:
     """DiT (any loadable layout) -> out/dit in `dtype`, original layout; VAE -> out/vae in float32; the text encoder
     -> out/text in float32 (diffusers layout). `text` is the folder the cache was encoded with; None = the tiny
     random encoder of seed 0 at the DiT's text_dim. `sampling` (a SAMPLING_PRESETS name: "flow-cfg" for a model that
-    is not distilled) goes to out/sampling.json, and sessions use it unless told otherwise. Returns bytes written."""
+    is not distilled) goes to out/sampling.json, and sessions use it unless told otherwise; so does `chunk_latents`,
+    the chunk length the DiT was trained on, where it differs from the built-in model's (e.g. 8 for a DiT on the
+    stride-free sim-small-t1 VAE: 8 frames, as 4 latents are through sim-small-t2). Returns bytes written."""
     from yume.session import SAMPLING_PRESETS
 
     if sampling is not None and sampling not in SAMPLING_PRESETS:
         raise ValueError(f"sampling={sampling!r}: choose one of {', '.join(SAMPLING_PRESETS)}")
+    if chunk_latents is not None and chunk_latents < 1:
+        raise ValueError(f"chunk_latents={chunk_latents} must be >= 1")
     out = Path(out)
     model = YumeTransformer.from_pretrained(dit, dtype=torch.float32)
     if text is None:
@@ -41,6 +46,8 @@ def export_builtin(
     model.to(dtype).save_pretrained(out / "dit", layout="original")
     WanVAE.from_pretrained(vae, dtype=torch.float32).save_pretrained(out / "vae")
     encoder.save_pretrained(out / "text")
-    if sampling is not None:
-        (out / "sampling.json").write_text(json.dumps({"preset": sampling}) + "\n", encoding="utf-8")
+    recipe = {"preset": sampling, "chunk_latents": chunk_latents}
+    recipe = {k: v for k, v in recipe.items() if v is not None}
+    if recipe:
+        (out / "sampling.json").write_text(json.dumps(recipe) + "\n", encoding="utf-8")
     return sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
