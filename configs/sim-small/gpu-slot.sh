@@ -21,6 +21,7 @@
 # flow-t2.toml, a stride-free one's with flow-t1.toml.
 # DIT_INIT: a trained DiT (e.g. a CPU run's generator/ema; bf16 is fine, training keeps fp32 master weights) to
 # continue instead of starting from random: a short slot cannot afford the few thousand steps before the DiT takes off.
+# EMA: the DiT's EMA decay (default 0.999; 0.998 for a slot of under ~2,000 steps, so the EMA is not mostly the init).
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
@@ -53,7 +54,7 @@ cache() {  # cache OUT LOG DATASET...
     yume data cache "$@" "$out" --vae "$WORK/vae" "${TEXT_ARGS[@]}" --device "$DEVICE" --workers "$CACHE_WORKERS" >"$log" 2>&1
 }
 FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data.batch_size="$BATCH"
-      --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 --set run.ema_decay=0.999)
+      --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 --set run.ema_decay="${EMA:-0.999}")
 [ -n "${DIT_INIT:-}" ] && FLOW+=(--set model.weights="$DIT_INIT")
 
 say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
