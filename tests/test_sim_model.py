@@ -452,7 +452,9 @@ def test_default_model_is_the_shipped_street_world():
     assert sum(f.stat().st_size for f in files) <= 30 * 2**20
     world = WorldModel.load(device="cpu")
     assert world.name == "yume-sim-small" and not world.info.get("random_weights")
-    assert world.default_resolution == (128, 128) and world.vae.temporal_stride == 2
+    # The stride-free VAE (one latent a frame) and the 8-latent chunks its DiT was trained on: 8 frames a chunk.
+    assert world.default_resolution == (128, 128) and world.vae.temporal_stride == 1
+    assert world.info["chunk_latents"] == 8
     assert world.dtype == torch.bfloat16 and WorldModel.load(dtype="fp32", device="cpu").dtype == torch.float32
     # A flow-stage checkpoint (it walked better than its Self-Forcing student): sessions sample it with CFG.
     assert world.info["sampling"] == "flow-cfg"

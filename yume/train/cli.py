@@ -78,7 +78,7 @@ def add_parsers(sub) -> None:
     p.add_argument("dataset", help="dataset folder with manifest.jsonl")
     p.add_argument("out", help="folder for the VAE (diffusers layout: config.json + safetensors, log.jsonl)")
     p.add_argument("--preset", default="", help="VAE preset to train from scratch (default sim-small; sim-small-t2 "
-                   "has a 2x temporal stride); with --init, moves init's weights into this preset's structure")
+                   "has a 2x temporal stride, sim-small-t1 none); with --init, moves init's weights into this preset's structure")
     p.add_argument("--init", default="", help="a VAE folder to continue training from (default: random init)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)
