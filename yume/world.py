@@ -202,8 +202,10 @@ class WorldModel:
         info = {"builtin": True} | {k: spec[k] for k in keys if k in spec}
         if (root / "sampling.json").is_file():  # written by `yume train export --sampling / --chunk-latents`
             recipe = json.loads((root / "sampling.json").read_text(encoding="utf-8"))
-            info |= {"sampling": recipe["preset"]} if "preset" in recipe else {}
-            info |= {"chunk_latents": int(recipe["chunk_latents"])} if "chunk_latents" in recipe else {}
+            if "preset" in recipe:
+                info["sampling"] = recipe["preset"]
+            if "chunk_latents" in recipe:
+                info["chunk_latents"] = int(recipe["chunk_latents"])
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

@@ -113,7 +113,8 @@ CKPT=$(ls -d "$WORK"/flow/checkpoints/step-* | tail -1)
 say "pack $CKPT"
 EXPORT_ARGS=(--sampling flow-cfg)  # a flow model: 16 steps with CFG 3 (docs/sim-model.md)
 [ -n "${TEXT:-}" ] && EXPORT_ARGS+=(--text "$TEXT")
-[ "$STRIDE" = 1 ] && EXPORT_ARGS+=(--chunk-latents 8)  # flow-t1.toml's chunk (the built-in default is 4)
+# sessions sample the DiT in the chunks its flow config trained it on (flow-t1.toml: 8 latents; the others 4)
+EXPORT_ARGS+=(--chunk-latents "$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['data']['chunk_latents'])" "${FLOW[1]}")")
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
 tar cf - -C "$WORK/model" . | split -b 15000000 - "$OUT/model.tar.part-"
 say "probe"
