@@ -256,3 +256,25 @@ def test_if_by_chunk_counts_each_chunk_index_over_all_videos():
     rows = if_by_chunk([video((True, False), (False, False)), video((True, True)), video((False, True), (True, True))])
     assert rows == [{"movement": 2 / 3, "rotation": 2 / 3, "chunks": 3}, {"movement": 0.5, "rotation": 0.5, "chunks": 2}]
     assert if_by_chunk([]) == []
+
+
+def test_session_generator_passes_the_sampling_overrides_to_each_session(monkeypatch):
+    """`yume bench sim --steps/--shift/--guidance` reach the session; what is not given stays the model's own."""
+    import yume.session
+    from yume.eval.run import session_generator
+    from yume.eval.score import Case
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, world, prompt, *, image=None, config=None):
+            seen.append(config)
+            raise StopIteration  # enough: the config is what the test is about
+
+    monkeypatch.setattr(yume.session, "WorldSession", Recorder)
+    case = Case("c", [Action("W")], prompt="street", height=64, width=96, seed=5)
+    for kwargs in ({"steps": 2, "shift": 6.0, "guidance": 1.5}, {}):
+        with pytest.raises(StopIteration):
+            session_generator(object(), **kwargs)(case)
+    assert [(c.steps, c.shift, c.guidance, c.seed, c.height, c.width) for c in seen] == [
+        (2, 6.0, 1.5, 5, 64, 96), (None, None, None, 5, 64, 96)]

@@ -74,6 +74,8 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (default: the model's own recipe, 3 for yume-sim-small)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="timestep shift of the sampling schedule (default: the model's own recipe, 3 for yume-sim-small)")
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="DiT dtype (default: the model's own)")
     p.add_argument("--reference", action="store_true",
                    help="also score the true videos, rendered and through the model's VAE (the IF and event following "
@@ -131,7 +133,7 @@ def _sim(args) -> int:
                   f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])})")  # fmt: skip
             print(f"event following of the true videos, {name}: {_events(r)}")
     s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance,
-                      first_scene=args.first_scene, detector=detector)
+                      shift=args.shift, first_scene=args.first_scene, detector=detector)
     print(s.pop("table"), end="")
     print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"event following: {_events(s)}")

@@ -99,7 +99,8 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
 
 
 def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None,
-                  guidance: float | None = None, first_scene: int | None = None, detector=None) -> dict:  # fmt: skip
+                  guidance: float | None = None, shift: float | None = None, first_scene: int | None = None,
+                  detector=None) -> dict:  # fmt: skip
     """Write the held-out benchmark to out/bench, generate it into out/videos, score it; returns the summary.
 
     Also writes out/results.json, out/results.md (per-case IF and metrics) and out/events.json (event following:
@@ -113,7 +114,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
 
     out = Path(out)
     bench = write_model_benchmark(world, out, scenes, first_scene)
-    generate = session_generator(world, steps=steps, guidance=guidance, out_dir=out / "videos")
+    generate = session_generator(world, steps=steps, guidance=guidance, shift=shift, out_dir=out / "videos")
     results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
     events = event_following(out / "videos", detector or event_detector(world))

@@ -10,7 +10,7 @@ from yume.eval.score import Case
 
 
 def session_generator(world, *, steps: int | None = None, history: str | None = None, guidance: float | None = None,
-                      out_dir=None):  # fmt: skip
+                      shift: float | None = None, out_dir=None):  # fmt: skip
     """A `generate(case) -> (frames, frames per chunk)` for `run_cases`, driving a WorldSession per case.
 
     With `out_dir`, each case is also written as `<id>.mp4` + `<id>.json`, so `yume eval score` can rescore it.
@@ -19,7 +19,7 @@ def session_generator(world, *, steps: int | None = None, history: str | None = 
 
     def generate(case: Case) -> tuple[np.ndarray, list[int]]:
         config = SessionConfig(height=case.height, width=case.width, seed=case.seed, history=history,
-                               steps=steps, guidance=guidance)  # None: the model's own recipe
+                               steps=steps, shift=shift, guidance=guidance)  # None: the model's own recipe
         session = WorldSession(world, case.prompt, image=case.image, config=config)
         chunks = [session.step(action, case.events.get(i)) for i, action in enumerate(case.actions)]
         frames = np.concatenate([c.frames for c in chunks])
