@@ -208,3 +208,10 @@ def test_unset_sampling_is_the_models_recipe_and_explicit_values_win(world, monk
     assert (own.steps, own.shift, own.guidance) == (50, 5.0, 1.0)
     mixed = WorldSession(world, "a street", config=SessionConfig(steps=2)).config
     assert (mixed.steps, mixed.shift) == (2, 5.0)
+
+
+@pytest.mark.parametrize("shift", [0.0, -3.0])
+def test_a_shift_that_is_not_positive_is_a_clear_error(shift):
+    with pytest.raises(ValueError, match=rf"shift must be > 0, got {shift} \(3 to 7 are usual; 1 = no shift\)"):
+        SessionConfig(shift=shift)
+    assert SessionConfig(shift=1.0).shift == 1.0

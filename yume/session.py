@@ -44,6 +44,8 @@ class SessionConfig:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.shift is not None and not self.shift > 0:  # σ' = sσ / (1 + (s − 1)σ) leaves [0, 1] for s <= 0
+            raise ValueError(f"shift must be > 0, got {self.shift} (3 to 7 are usual; 1 = no shift)")
         if self.chunk_latents is not None and self.chunk_latents < 1:
             raise ValueError(f"chunk_latents must be >= 1, got {self.chunk_latents}")
         if self.prompt_mode not in (None, "joined", "decomposed"):
