@@ -441,6 +441,9 @@ def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_p
     assert main(["bench", "sim", str(tmp_path / "b"), "--first-scene", "480"]) == 2
     err = capsys.readouterr().err
     assert "--first-scene 480" in err and "choose 100000 or more" in err and not (tmp_path / "b").exists()
+    # Bad sampling settings are refused before the model loads, and nothing is written.
+    assert main(["bench", "sim", str(tmp_path / "c"), "--shift", "0"]) == 2
+    assert "shift must be > 0, got 0.0" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_default_model_is_the_shipped_street_world():

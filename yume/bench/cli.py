@@ -115,6 +115,7 @@ def _px(value: float | None) -> str:
 
 def _sim(args) -> int:
     from yume.bench.sim import event_detector, reference_ifs, run_sim_bench, untrained_twin
+    from yume.session import SessionConfig
     from yume.sim.bench import HELD_OUT_SEED
     from yume.world import WorldModel
 
@@ -122,6 +123,8 @@ def _sim(args) -> int:
         print(f"error: --first-scene {args.first_scene}: worlds below {HELD_OUT_SEED} are the training data's "
               f"(`yume data synth` seeds); choose {HELD_OUT_SEED} or more", file=sys.stderr)  # fmt: skip
         return 2
+    # Bad sampling settings fail here, not after the model has loaded and the event detector has been fitted.
+    SessionConfig(steps=args.steps, shift=args.shift, guidance=args.guidance)
     world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
     if args.untrained:
         world = untrained_twin(world)
