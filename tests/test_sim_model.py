@@ -459,5 +459,9 @@ def test_default_model_is_the_shipped_street_world():
     assert world.default_resolution == (128, 128) and world.vae.temporal_stride == 1
     assert world.info["chunk_latents"] == 8
     assert world.dtype == torch.bfloat16 and WorldModel.load(dtype="fp32", device="cpu").dtype == torch.float32
-    # A flow-stage checkpoint (it walked better than its Self-Forcing student): sessions sample it with CFG.
-    assert world.info["sampling"] == "flow-cfg"
+    # The Self-Forcing student of the flow DiT (docs/sim-model.md): 4 steps at shift 7 without guidance.
+    assert world.info["sampling"] == "release-4step"
+    from yume.session import WorldSession
+
+    session = WorldSession(world, "A street.")
+    assert (session.config.steps, session.config.shift, session.config.guidance) == (4, 7.0, 1.0)

@@ -34,10 +34,11 @@ BUILTIN = {
         "seed": 0,
     },
     # Trained on the procedural street world (yume.sim) on a CPU; shipped in yume/assets (docs/sim-model.md).
-    # Sampled as configs/sim-small/flow*.toml train it: TSCM history, 4-latent chunks (16 frames through the 4x
+    # Sampled as configs/sim-small/*.toml train it: TSCM history, 4-latent chunks (16 frames through the 4x
     # temporal sim-small VAE, 8 through sim-small-t2; the shipped export's sampling.json says 8 latents, 8 frames
-    # through its stride-free sim-small-t1), action caption then scene text, and an image start of one latent (its
-    # i2v batches see only the first latent as history).
+    # through its stride-free sim-small-t1, and the step recipe: release-4step for its Self-Forcing student),
+    # action caption then scene text, and an image start of one latent (its i2v batches see only the first latent
+    # as history).
     "yume-sim-small": {
         "weights": "yume-sim-small",
         "text_len": 128,
