@@ -6,6 +6,7 @@ import argparse
 
 from yume.eval.metrics import ModelPaths
 from yume.eval.motion import MotionConfig
+from yume.sim.events import EVENTS
 
 
 def _models(args: argparse.Namespace) -> ModelPaths:
@@ -39,8 +40,9 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from yume.eval.validate import format_validation, validate_if
 
+    motion = MotionConfig(opening_px=args.opening, contrast_sigma_px=args.contrast_sigma)
     report = validate_if(repeats=args.repeats, height=args.height, width=args.width, frames=args.frames,
-                         seed=args.seed)
+                         seed=args.seed, motion=motion, event=args.event)
     print(format_validation(report), end="")
     return 0
 
@@ -86,5 +88,11 @@ def add_eval_parser(subparsers) -> argparse._SubParsersAction:
     val.add_argument("--width", type=int, default=128)
     val.add_argument("--frames", type=int, default=16, help="frames per clip")
     val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--event", choices=list(EVENTS), help="draw this event, ramping in over each clip")
+    default = MotionConfig()
+    val.add_argument("--opening", type=int, default=default.opening_px,
+                     help=f"estimator: grey-level opening width, px (default {default.opening_px}; 0 = off)")
+    val.add_argument("--contrast-sigma", type=float, default=default.contrast_sigma_px,
+                     help=f"estimator: local contrast normalisation sigma, px (default {default.contrast_sigma_px:g}; 0 = off)")
     val.set_defaults(func=_validate)
     return sub

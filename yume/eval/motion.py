@@ -34,12 +34,22 @@ class MotionConfig:
     parallax_percentile: float = 80.0  # which rotation-only residual measures a pair's parallax
     parallax_px_per_frame: float = 0.125  # that residual's rate above which the camera counts as moving
     noise_px: float = 0.5  # scale of the robust (Cauchy, then Geman-McClure) loss on epipolar residuals
+    # Weather and light changes break tracking (docs/eval.md, "Events"): a grey-level opening (erosion, then
+    # dilation) with a disc this wide removes what is bright and thinner than it, rain streaks and snowflakes,
+    # which move with the weather, not the camera, before corners are picked; 0 or 1 turns it off.
+    opening_px: int = 3
+    # Each frame divided by its local contrast (Gaussian mean and RMS over this sigma, in pixels at work_width):
+    # night, fog and street lights ramp the brightness and contrast during a chunk, against Lucas-Kanade's constant
+    # brightness and the corner detector's global threshold (which fog leaves only near corners to pass). 0: off.
+    contrast_sigma_px: float = 12.0
 
     def __post_init__(self):
         if self.pair_gap < 1 or self.pair_stride < 1:
             raise ValueError(f"pair_gap={self.pair_gap} and pair_stride={self.pair_stride} must be >= 1")
         if not 0.0 <= self.parallax_percentile <= 100.0:
             raise ValueError(f"parallax_percentile={self.parallax_percentile} must be between 0 and 100")
+        if self.opening_px < 0 or self.contrast_sigma_px < 0:
+            raise ValueError(f"opening_px={self.opening_px} and contrast_sigma_px={self.contrast_sigma_px} must be >= 0")
         if not 1.0 < self.fov_deg < 179.0:
             raise ValueError(f"fov_deg={self.fov_deg} must be between 1 and 179 degrees")
 
@@ -58,16 +68,33 @@ class ChunkMotion:
     rotate: str
 
 
-def _gray(frames: np.ndarray, work_width: int) -> list[np.ndarray]:
+def _gray(frames: np.ndarray, cfg: MotionConfig) -> list[np.ndarray]:
+    """uint8 grey frames at most cfg.work_width wide, opened and contrast-normalised as cfg says."""
     cv2 = require_cv2()
     h, w = frames.shape[1:3]
-    scale = min(1.0, work_width / w)
+    scale = min(1.0, cfg.work_width / w)
     size = (max(16, round(w * scale)), max(16, round(h * scale)))
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.opening_px, cfg.opening_px)) if cfg.opening_px > 1 else None
     out = []
     for f in frames:
         g = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY)
-        out.append(g if scale == 1.0 else cv2.resize(g, size, interpolation=cv2.INTER_AREA))
+        g = g if scale == 1.0 else cv2.resize(g, size, interpolation=cv2.INTER_AREA)
+        if disc is not None:
+            g = cv2.morphologyEx(g, cv2.MORPH_OPEN, disc)
+        if cfg.contrast_sigma_px > 0:
+            g = normalise_contrast(g, cfg.contrast_sigma_px)
+        out.append(g)
     return out
+
+
+def normalise_contrast(gray: np.ndarray, sigma: float, floor: float = 2.0) -> np.ndarray:
+    """uint8 [H, W] -> uint8: (g - local mean) / local RMS contrast (Gaussian windows of `sigma` px), mapped to
+    128 ± 40 per unit. `floor` (grey levels) keeps flat regions from turning their noise into texture."""
+    cv2 = require_cv2()
+    g = gray.astype(np.float32)
+    d = g - cv2.GaussianBlur(g, (0, 0), sigma)
+    rms = np.sqrt(cv2.GaussianBlur(d * d, (0, 0), sigma)) + floor
+    return np.clip(d / rms * 40.0 + 128.0, 0, 255).astype(np.uint8)
 
 
 def _track(gray: list[np.ndarray], cfg: MotionConfig):
@@ -219,7 +246,7 @@ def estimate_chunk(frames: np.ndarray, cfg: MotionConfig | None = None) -> Chunk
     cfg = cfg or MotionConfig()
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 2:
         raise ValueError(f"expected frames [T>=2, H, W, 3], got shape {tuple(frames.shape)}")
-    gray = _gray(frames, cfg.work_width)
+    gray = _gray(frames, cfg)
     k = intrinsics(*gray[0].shape, cfg.fov_deg)
     k_inv = np.linalg.inv(k)
     gap = min(cfg.pair_gap, len(gray) - 1)

@@ -11,6 +11,7 @@ import numpy as np
 from yume.actions import MOVES, ROTATIONS, Action
 from yume.eval.motion import MotionConfig, estimate_chunk
 from yume.sim import Camera, World, render_clip
+from yume.sim.events import EVENTS, Scene, apply_event
 
 
 def validate_if(
@@ -23,12 +24,17 @@ def validate_if(
     motion: MotionConfig | None = None,
     move_speed: float = 0.1,
     turn_speed: float = 1.5,
+    event: str | None = None,
 ) -> dict:
     """Render one clip per (move, rotate) combination and repeat (all 81 by default), estimate, and tally.
 
     Each clip starts at a random place, heading and slight pitch in one of eight street worlds and holds its action
-    for `frames` frames. Returns {"clips": [(move, rotate, est_move, est_rotate)], "seconds": float}.
+    for `frames` frames. `event` (a `yume.sim.events.EVENTS` name) draws that event ramping in from nothing at the
+    first frame to full strength at the last, as it ramps in during a benchmark chunk.
+    Returns {"clips": [(move, rotate, est_move, est_rotate)], "seconds": float}.
     """
+    if event is not None and event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
     motion = motion or MotionConfig(fov_deg=70.0)
     combos = combos or list(itertools.product(MOVES, ROTATIONS))
     rng = np.random.default_rng(seed)
@@ -40,8 +46,10 @@ def validate_if(
             world = worlds[int(rng.integers(len(worlds)))]
             cam = Camera(x=rng.uniform(-3, 3), z=rng.uniform(-50, 50), yaw=rng.uniform(-40, 40),
                          pitch=rng.uniform(-10, 10))
-            video, _ = render_clip(world, [Action(move, rotate)], frames, height, width, camera=cam,
+            video, poses = render_clip(world, [Action(move, rotate)], frames, height, width, camera=cam,
                                    fov_deg=70.0, move_speed=move_speed, turn_speed=turn_speed, supersample=1)
+            if event is not None:
+                video = apply_event(video, event, Scene(world, poses), np.linspace(0.0, 1.0, len(video)))
             est = estimate_chunk(video, motion)
             clips.append((move, rotate, est.move, est.rotate))
     return {"clips": clips, "seconds": time.perf_counter() - t0}
