@@ -300,6 +300,23 @@ def test_if_by_chunk_counts_each_chunk_index_over_all_videos():
     assert if_by_chunk([]) == []
 
 
+def test_if_by_event_counts_chunks_from_the_asked_event_to_the_end_of_the_video():
+    from yume.bench.cli import _by_event
+    from yume.eval.score import if_by_event
+
+    def chunk(move_ok, rotate_ok, event=None):
+        return {"move_ok": move_ok, "rotate_ok": rotate_ok, "event": event}
+
+    rain = {"chunks": [chunk(True, True), chunk(False, True, "It starts to rain."), chunk(False, False)]}
+    plain = {"chunks": [chunk(True, False), chunk(True, True)]}
+    groups = if_by_event([rain, plain])
+    assert groups == {"event": {"movement": 0.0, "rotation": 0.5, "chunks": 2},
+                      "clear": {"movement": 1.0, "rotation": 2 / 3, "chunks": 3}}  # fmt: skip
+    assert _by_event(groups) == "under an event (2 chunks): move 0.000 rot 0.500; clear (3 chunks): move 1.000 rot 0.667"
+    assert if_by_event([plain])["event"] == {"movement": None, "rotation": None, "chunks": 0}
+    assert _by_event(if_by_event([plain])) == "clear (2 chunks): move 1.000 rot 0.500"
+
+
 def test_session_generator_passes_the_sampling_overrides_to_each_session(monkeypatch):
     """`yume bench sim --steps/--shift/--guidance` reach the session; what is not given stays the model's own."""
     import yume.session

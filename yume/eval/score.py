@@ -255,6 +255,21 @@ def if_by_chunk(results: Sequence[dict]) -> list[dict]:
     return out
 
 
+def if_by_event(results: Sequence[dict]) -> dict[str, dict]:
+    """IF accuracies over the chunks under an event (from the chunk that asks for it to the end of its video) and
+    over the others: {"event": {...}, "clear": {...}}, each {"movement", "rotation", "chunks"} (None where empty).
+    Weather and darkness are what the estimator reads worst (docs/eval.md), so the two are worth telling apart."""
+    groups = {"event": [], "clear": []}
+    for r in results:
+        under = False
+        for c in r["chunks"]:
+            under = under or bool(c.get("event"))
+            groups["event" if under else "clear"].append(c)
+    return {k: {"movement": float(np.mean([c["move_ok"] for c in v])) if v else None,
+                "rotation": float(np.mean([c["rotate_ok"] for c in v])) if v else None, "chunks": len(v)}
+            for k, v in groups.items()}  # fmt: skip
+
+
 def markdown(results: Sequence[dict]) -> str:
     """A markdown table: one row per video plus the mean, then which method produced each metric."""
     head = ["case", "IF move", "IF rot", "IF both", "subject", "background", "smooth", "aesthetic", "imaging", "s"]
