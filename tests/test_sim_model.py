@@ -413,9 +413,10 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     # The first three shuffled actions: one only turns, two translate; the estimator measures both groups.
     assert r["parallax_vae"] == r["parallax_rendered"] and set(r["parallax_vae"]) == {"moving", "still"}
     assert r["parallax_rendered"]["moving"] > 0.125 > r["parallax_rendered"]["still"]
-    # Parallax grows with the camera's speed: the same clips walked three times as fast.
+    # Parallax grows with the camera's speed: the same clips walked three times as fast (less than threefold: the
+    # 80th-percentile residual saturates; 1.8x at 64 px with the estimator's opening and contrast steps).
     fast = vae_report(Lossless(), clips=3, frames=8, size=64, move_speed=0.3)
-    assert fast["move_speed"] == 0.3 and fast["parallax_rendered"]["moving"] > 2 * r["parallax_rendered"]["moving"]
+    assert fast["move_speed"] == 0.3 and fast["parallax_rendered"]["moving"] > 1.5 * r["parallax_rendered"]["moving"]
     with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
         vae_report(Lossless(), frames=6)
     with pytest.raises(ValueError, match="move_speed=0.0 and turn_speed=1.5 must be > 0"):
