@@ -34,7 +34,7 @@ class MotionConfig:
     parallax_percentile: float = 80.0  # which rotation-only residual measures a pair's parallax
     parallax_px_per_frame: float = 0.125  # that residual's rate above which the camera counts as moving
     noise_px: float = 0.5  # scale of the robust (Cauchy, then Geman-McClure) loss on epipolar residuals
-    # Weather and light changes break tracking (docs/eval.md, "Events"): a grey-level opening (erosion, then
+    # Weather and light changes break tracking (docs/eval.md, "Weather and light"): a grey-level opening (erosion, then
     # dilation) with a disc this wide removes what is bright and thinner than it, rain streaks and snowflakes,
     # which move with the weather, not the camera, before corners are picked; 0 or 1 turns it off.
     opening_px: int = 3
