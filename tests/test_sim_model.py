@@ -417,6 +417,7 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     # 80th-percentile residual saturates; 1.8x at 64 px with the estimator's opening and contrast steps).
     fast = vae_report(Lossless(), clips=3, frames=8, size=64, move_speed=0.3)
     assert fast["move_speed"] == 0.3 and fast["parallax_rendered"]["moving"] > 1.5 * r["parallax_rendered"]["moving"]
+    assert fast["parallax_rendered"]["still"] == r["parallax_rendered"]["still"]  # the clip that only turns: no walk
     with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
         vae_report(Lossless(), frames=6)
     with pytest.raises(ValueError, match="move_speed=0.0 and turn_speed=1.5 must be > 0"):
