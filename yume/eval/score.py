@@ -247,27 +247,31 @@ def summary(results: Sequence[dict]) -> dict:
 def if_by_chunk(results: Sequence[dict]) -> list[dict]:
     """IF accuracies per chunk index over all results: [0] is the chunk right after the start (an image start: the
     caption is its only clue to the motion), later ones also see the motion they continue."""
-    out = []
-    for i in range(max((len(r["chunks"]) for r in results), default=0)):
-        rows = [r["chunks"][i] for r in results if len(r["chunks"]) > i]
-        out.append({"movement": float(np.mean([c["move_ok"] for c in rows])),
-                    "rotation": float(np.mean([c["rotate_ok"] for c in rows])), "chunks": len(rows)})  # fmt: skip
-    return out
+    chunks = range(max((len(r["chunks"]) for r in results), default=0))
+    return [_rates([r["chunks"][i] for r in results if len(r["chunks"]) > i]) for i in chunks]
+
+
+def _rates(chunks: Sequence[dict]) -> dict:
+    """{"movement", "rotation"}: the fraction of `chunks` read right on each axis (None when there are none), and
+    "chunks": how many."""
+    def rate(key):
+        return float(np.mean([c[key] for c in chunks])) if chunks else None
+
+    return {"movement": rate("move_ok"), "rotation": rate("rotate_ok"), "chunks": len(chunks)}
 
 
 def if_by_event(results: Sequence[dict]) -> dict[str, dict]:
     """IF accuracies over the chunks under an event (from the chunk that asks for it to the end of its video) and
     over the others: {"event": {...}, "clear": {...}}, each {"movement", "rotation", "chunks"} (None where empty).
-    Weather and darkness are what the estimator reads worst (docs/eval.md), so the two are worth telling apart."""
+    Weather and darkness are the hardest chunks to read, for the estimator and through a VAE (docs/eval.md), so the
+    two are worth telling apart."""
     groups = {"event": [], "clear": []}
     for r in results:
         under = False
         for c in r["chunks"]:
             under = under or bool(c.get("event"))
             groups["event" if under else "clear"].append(c)
-    return {k: {"movement": float(np.mean([c["move_ok"] for c in v])) if v else None,
-                "rotation": float(np.mean([c["rotate_ok"] for c in v])) if v else None, "chunks": len(v)}
-            for k, v in groups.items()}  # fmt: skip
+    return {k: _rates(v) for k, v in groups.items()}
 
 
 def markdown(results: Sequence[dict]) -> str:
