@@ -8,6 +8,8 @@
 #   3. cache the first worlds (8 GPU processes) and start the DiT on them (phase 1, in the background);
 #   4. when the rest has rendered, cache all worlds, stop phase 1 (`run.stop_file`) and resume the same run on the
 #      whole cache (phase 2) for the time left; then pack the model and probe it.
+#   CLIPS_MORE=0 skips 3-4's overlap: cache the first worlds only, then the DiT has the GPU to itself (a slot whose
+#   data is only a minute or two of rendering gains more DiT steps from it than from the overlap).
 #
 # Usage (from the repository root, `yume` importable):
 #
@@ -59,9 +61,11 @@ FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data
 
 say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
 yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
-yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$CLIPS_FIRST" --workers "$RENDER_B" \
-    >"$WORK/synth-b.log" 2>&1 &
-SYNTH=$!
+if [ "$CLIPS_MORE" -gt 0 ]; then
+    yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$CLIPS_FIRST" --workers "$RENDER_B" \
+        >"$WORK/synth-b.log" 2>&1 &
+    SYNTH=$!
+fi
 
 VAE_MIN=${VAE_MINUTES:-$(python3 -c "print(round(min(2.5, $(left) * 0.22 / 60), 2))")}
 if [ "$VAE_MIN" = 0 ]; then
@@ -87,24 +91,32 @@ STRIDE=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['scale
 [ "$STRIDE" = 1 ] && FLOW[1]=configs/sim-small/flow-t1.toml
 [ -f "$WORK/vae.log" ] && tail -2 "$WORK/vae.log"
 
-say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"
-cache "$WORK/cache-a" "$WORK/cache-a.log" "$WORK/raw-a" || fail "cache of raw-a" "$WORK/cache-a.log"
-SAFETY=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
-yume train flow "${FLOW[@]}" --set data.cache="$WORK/cache-a" --set run.stop_file="$WORK/STOP" \
-    --set run.max_minutes="$SAFETY" >"$WORK/flow-1.log" 2>&1 &
-PHASE1=$!
+if [ "$CLIPS_MORE" -gt 0 ]; then
+    say "cache the first worlds; the DiT starts on them (phase 1, batch $BATCH)"
+    cache "$WORK/cache-a" "$WORK/cache-a.log" "$WORK/raw-a" || fail "cache of raw-a" "$WORK/cache-a.log"
+    SAFETY=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
+    yume train flow "${FLOW[@]}" --set data.cache="$WORK/cache-a" --set run.stop_file="$WORK/STOP" \
+        --set run.max_minutes="$SAFETY" >"$WORK/flow-1.log" 2>&1 &
+    PHASE1=$!
 
-wait $SYNTH || fail "synth of raw-b" "$WORK/synth-b.log"
-say "$(tail -1 "$WORK/synth-b.log"); cache all worlds"
-cache "$WORK/cache-ab" "$WORK/cache-ab.log" "$WORK/raw-a" "$WORK/raw-b" || fail "cache of all worlds" "$WORK/cache-ab.log"
-touch "$WORK/STOP"
-wait $PHASE1 || fail "flow phase 1" "$WORK/flow-1.log"
-tail -1 "$WORK/flow-1.log"
+    wait $SYNTH || fail "synth of raw-b" "$WORK/synth-b.log"
+    say "$(tail -1 "$WORK/synth-b.log"); cache all worlds"
+    CACHE=$WORK/cache-ab
+    cache "$CACHE" "$WORK/cache-ab.log" "$WORK/raw-a" "$WORK/raw-b" || fail "cache of all worlds" "$WORK/cache-ab.log"
+    touch "$WORK/STOP"
+    wait $PHASE1 || fail "flow phase 1" "$WORK/flow-1.log"
+    tail -1 "$WORK/flow-1.log"
+else  # CLIPS_MORE=0: one cache, then the DiT alone on the GPU (no phase sharing it with the caching)
+    say "cache the worlds"
+    CACHE=$WORK/cache-a
+    cache "$CACHE" "$WORK/cache-a.log" "$WORK/raw-a" || fail "cache of raw-a" "$WORK/cache-a.log"
+    : >"$WORK/flow-1.log"
+fi
 
 FLOW_MIN=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
-python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min left for phase 2: raise SLOT or render fewer worlds"; exit 1; }
-say "phase 2: the same run on all worlds' cache for $FLOW_MIN min"
-yume train flow "${FLOW[@]}" --set data.cache="$WORK/cache-ab" --set run.max_minutes="$FLOW_MIN" \
+python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min left for the DiT: raise SLOT or render fewer worlds"; exit 1; }
+say "DiT on $CACHE for $FLOW_MIN min"
+yume train flow "${FLOW[@]}" --set data.cache="$CACHE" --set run.max_minutes="$FLOW_MIN" \
     >"$WORK/flow-2.log" 2>&1 || fail "flow phase 2" "$WORK/flow-2.log"
 grep -hE "^step" "$WORK/flow-1.log" "$WORK/flow-2.log" | awk 'NR % 5 == 1' | tail -12
 tail -1 "$WORK/flow-2.log"
@@ -118,5 +130,5 @@ EXPORT_ARGS+=(--chunk-latents "$(python3 -c "import sys, tomllib; print(tomllib.
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
 tar cf - -C "$WORK/model" . | split -b 15000000 - "$OUT/model.tar.part-"
 say "probe"
-yume train probe "$CKPT/generator/ema" "$WORK/cache-ab" --batches 16 --batch-size 16 --device "$DEVICE" | tee "$WORK/probe.log"
+yume train probe "$CKPT/generator/ema" "$CACHE" --batches 16 --batch-size 16 --device "$DEVICE" | tee "$WORK/probe.log"
 say "done"
