@@ -110,7 +110,6 @@ else  # CLIPS_MORE=0: one cache, then the DiT alone on the GPU (no phase sharing
     say "cache the worlds"
     CACHE=$WORK/cache-a
     cache "$CACHE" "$WORK/cache-a.log" "$WORK/raw-a" || fail "cache of raw-a" "$WORK/cache-a.log"
-    : >"$WORK/flow-1.log"
 fi
 
 FLOW_MIN=$(python3 -c "print(round(($(left) - 75) / 60, 2))")
@@ -118,7 +117,7 @@ python3 -c "import sys; sys.exit($FLOW_MIN < 0.5)" || { say "only $FLOW_MIN min 
 say "DiT on $CACHE for $FLOW_MIN min"
 yume train flow "${FLOW[@]}" --set data.cache="$CACHE" --set run.max_minutes="$FLOW_MIN" \
     >"$WORK/flow-2.log" 2>&1 || fail "flow phase 2" "$WORK/flow-2.log"
-grep -hE "^step" "$WORK/flow-1.log" "$WORK/flow-2.log" | awk 'NR % 5 == 1' | tail -12
+grep -shE "^step" "$WORK/flow-1.log" "$WORK/flow-2.log" | awk 'NR % 5 == 1' | tail -12  # -s: CLIPS_MORE=0 has no phase 1
 tail -1 "$WORK/flow-2.log"
 CKPT=$(ls -d "$WORK"/flow/checkpoints/step-* | tail -1)
 
