@@ -24,6 +24,11 @@
 # DIT_INIT: a trained DiT (e.g. a CPU run's generator/ema; bf16 is fine, training keeps fp32 master weights) to
 # continue instead of starting from random: a short slot cannot afford the few thousand steps before the DiT takes off.
 # EMA: the DiT's EMA decay (default 0.999; 0.998 for a slot of under ~2,000 steps, so the EMA is not mostly the init).
+# DEC_MINUTES: also tune the VAE's decoder alone (`--train decoder`, the latent space the DiT works in unchanged) on
+# the rendered worlds for this long, on the same GPU beside the caching and the DiT, with DEC_NOISE latent stds of
+# noise on its input (default 0.3: a decoder for a DiT's latents, not only the encoder's); OUT gets it as vae-dec.tar.
+# Not free: on an H200 (session 13) it halved the DiT's samples/s (370 against 710-765 alone) and itself ran 950
+# steps of 16 in 6 min; a slot that wants both is better split into two calls, one for each.
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
@@ -31,6 +36,7 @@ WORK=${WORK:-/tmp/sim}
 OUT=${OUT:-out/sim-gpu}
 CLIPS_FIRST=${CLIPS_FIRST:-320}
 CLIPS_MORE=${CLIPS_MORE:-1000}
+FIRST_SEED=${FIRST_SEED:-0}  # the worlds' seeds: FIRST_SEED, FIRST_SEED + 1, ... (held-out benchmarks start at 100000)
 BATCH=${BATCH:-128}
 DEVICE=${DEVICE:-cuda}
 PRESET=()
@@ -60,9 +66,9 @@ FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data
 [ -n "${DIT_INIT:-}" ] && FLOW+=(--set model.weights="$DIT_INIT")
 
 say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
-yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
+yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --first-seed "$FIRST_SEED" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
 if [ "$CLIPS_MORE" -gt 0 ]; then
-    yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$CLIPS_FIRST" --workers "$RENDER_B" \
+    yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$((FIRST_SEED + CLIPS_FIRST))" --workers "$RENDER_B" \
         >"$WORK/synth-b.log" 2>&1 &
     SYNTH=$!
 fi
@@ -85,6 +91,14 @@ else
         --steps 1000000 --max-minutes "$half" --device "$DEVICE" >"$WORK/vae.log" 2>&1
 fi
 [ -f "$WORK/vae/config.json" ] || fail "VAE training" "$WORK/vae.log"
+DEC=
+if [ "${DEC_MINUTES:-0}" != 0 ]; then
+    say "decoder of $WORK/vae: $DEC_MINUTES min beside the rest, latent noise ${DEC_NOISE:-0.3}"
+    yume train vae "$WORK/raw-a" "$WORK/vae-dec" --init "$WORK/vae" --train decoder --latent-noise "${DEC_NOISE:-0.3}" \
+        --frames 9 --batch-size 16 --lr 3e-4 --steps 1000000 --max-minutes "$DEC_MINUTES" --device "$DEVICE" \
+        >"$WORK/vae-dec.log" 2>&1 &
+    DEC=$!
+fi
 FLOW[1]=configs/sim-small/flow.toml  # the DiT's chunk and history lengths follow the VAE's temporal stride
 STRIDE=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['scale_factor_temporal'])" "$WORK/vae/config.json")
 [ "$STRIDE" = 2 ] && FLOW[1]=configs/sim-small/flow-t2.toml
@@ -128,6 +142,11 @@ EXPORT_ARGS=(--sampling flow-cfg)  # a flow model: 16 steps with CFG 3 (docs/sim
 EXPORT_ARGS+=(--chunk-latents "$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['data']['chunk_latents'])" "${FLOW[1]}")")
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
 tar cf - -C "$WORK/model" . | split -b 15000000 - "$OUT/model.tar.part-"
+if [ -n "$DEC" ]; then
+    wait $DEC || fail "decoder tuning" "$WORK/vae-dec.log"
+    tail -2 "$WORK/vae-dec.log"
+    tar cf "$OUT/vae-dec.tar" -C "$WORK/vae-dec" .
+fi
 say "probe"
 yume train probe "$CKPT/generator/ema" "$CACHE" --batches 16 --batch-size 16 --device "$DEVICE" | tee "$WORK/probe.log"
 say "done"
