@@ -317,6 +317,25 @@ def test_if_by_event_counts_chunks_from_the_asked_event_to_the_end_of_the_video(
     assert _by_event(if_by_event([plain])) == "clear (2 chunks): move 1.000 rot 0.500"
 
 
+def test_if_by_move_groups_chunks_by_the_commanded_translation():
+    from yume.bench.cli import _by_move
+    from yume.eval.score import if_by_move
+
+    def chunk(commanded, move_ok, rotate_ok=True):
+        return {"commanded": commanded, "move_ok": move_ok, "rotate_ok": rotate_ok}
+
+    video = {"chunks": [chunk("·", False), chunk("→", True, False), chunk("W", True), chunk("S+↑", False),
+                        chunk("D+←", False), chunk("A", True), chunk("W+D", False), chunk("A+S+↓→", True)]}
+    groups = if_by_move([video])
+    assert groups == {"still": {"movement": 0.5, "rotation": 0.5, "chunks": 2},
+                      "W/S": {"movement": 0.5, "rotation": 1.0, "chunks": 2},
+                      "A/D": {"movement": 0.5, "rotation": 1.0, "chunks": 2},
+                      "diagonal": {"movement": 0.5, "rotation": 1.0, "chunks": 2}}  # fmt: skip
+    one = if_by_move([{"chunks": [chunk("W", True)]}])
+    assert one["A/D"] == {"movement": None, "rotation": None, "chunks": 0}
+    assert _by_move(one) == "W/S (1 chunks): move 1.000 rot 1.000"
+
+
 def test_session_generator_passes_the_sampling_overrides_to_each_session(monkeypatch):
     """`yume bench sim --steps/--shift/--guidance` reach the session; what is not given stays the model's own."""
     import yume.session

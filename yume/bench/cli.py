@@ -133,13 +133,15 @@ def _sim(args) -> int:
         refs = reference_ifs(world, args.out, scenes=args.scenes, first_scene=args.first_scene, detector=detector)
         for name, r in refs.items():
             print(f"IF of the true videos, {name}: movement {r['if_movement']:.3f}  rotation {r['if_rotation']:.3f}  "
-                  f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])}; {_by_event(r['by_event'])})")  # fmt: skip
+                  f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])}; {_by_event(r['by_event'])}; "
+                  f"by commanded move: {_by_move(r['by_move'])})")  # fmt: skip
             print(f"event following of the true videos, {name}: {_events(r)}")
     s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance,
                       shift=args.shift, first_scene=args.first_scene, detector=detector)
     print(s.pop("table"), end="")
     print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"IF by event: {_by_event(s['if_by_event'])}")
+    print(f"IF by commanded move: {_by_move(s['if_by_move'])}")
     print(f"event following: {_events(s)}")
     return 0
 
@@ -159,6 +161,11 @@ def _by_chunk(rows: list[dict]) -> str:
 def _by_event(groups: dict) -> str:
     return "; ".join(f"{'under an event' if k == 'event' else 'clear'} ({g['chunks']} chunks): move "
                      f"{g['movement']:.3f} rot {g['rotation']:.3f}" for k, g in groups.items() if g["chunks"])
+
+
+def _by_move(groups: dict) -> str:
+    return "; ".join(f"{k} ({g['chunks']} chunks): move {g['movement']:.3f} rot {g['rotation']:.3f}"
+                     for k, g in groups.items() if g["chunks"])
 
 
 def _generate(args) -> int:

@@ -73,7 +73,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
     `event_detector`, if already fitted.
     """
     from yume.eval.motion import MotionConfig
-    from yume.eval.score import if_by_chunk, if_by_event, load_benchmark, run_cases, summary
+    from yume.eval.score import if_by_chunk, if_by_event, if_by_move, load_benchmark, run_cases, summary
     from yume.sim.bench import event_case, event_rates, rendered_generator
     from yume.sim.events import event_from_text
 
@@ -94,6 +94,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
         ref[name] = {k: v for k, v in summary(results).items() if k.startswith("if_")}
         ref[name]["by_chunk"] = if_by_chunk(results)
         ref[name]["by_event"] = if_by_event(results)
+        ref[name]["by_move"] = if_by_move(results)
         ref[name] |= {k: v for k, v in event_rates(rows, detector).items() if k != "cases"}
     (out / "reference.json").write_text(json.dumps(ref, indent=1), encoding="utf-8")
     return ref
@@ -110,7 +111,16 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     from yume.eval.metrics import ModelPaths
     from yume.eval.motion import MotionConfig
     from yume.eval.run import session_generator
-    from yume.eval.score import if_by_chunk, if_by_event, load_benchmark, markdown, run_cases, summary, write_reports
+    from yume.eval.score import (
+        if_by_chunk,
+        if_by_event,
+        if_by_move,
+        load_benchmark,
+        markdown,
+        run_cases,
+        summary,
+        write_reports,
+    )
     from yume.sim.bench import event_following
 
     out = Path(out)
@@ -121,7 +131,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     events = event_following(out / "videos", detector or event_detector(world))
     (out / "events.json").write_text(json.dumps(events, indent=1), encoding="utf-8")
     return {**summary(results), "event_hit_rate": events["event_hit_rate"], "if_by_chunk": if_by_chunk(results),
-            "if_by_event": if_by_event(results),
+            "if_by_event": if_by_event(results), "if_by_move": if_by_move(results),
             "false_event_rate": events["false_event_rate"], "events_hidden": events["events_hidden"],
             "table": markdown(results)}  # fmt: skip
 

@@ -274,6 +274,21 @@ def if_by_event(results: Sequence[dict]) -> dict[str, dict]:
     return {k: _rates(v) for k, v in groups.items()}
 
 
+MOVE_GROUPS = {"": "still", "W": "W/S", "S": "W/S", "A": "A/D", "D": "A/D"}  # the rest: "diagonal"
+
+
+def if_by_move(results: Sequence[dict]) -> dict[str, dict]:
+    """IF accuracies grouped by the commanded translation: "still" (no move key), "W/S" (straight ahead or back),
+    "A/D" (sideways) and "diagonal" (two move keys), each {"movement", "rotation", "chunks"} (None where empty).
+    A sideways step looks much like a turn to a camera-motion estimate and to a model alike, so the walk's
+    failures gather in the last two groups (docs/sim-model.md, session 13)."""
+    groups = {"still": [], "W/S": [], "A/D": [], "diagonal": []}
+    for r in results:
+        for c in r["chunks"]:
+            groups[MOVE_GROUPS.get(Action.parse(c["commanded"]).move, "diagonal")].append(c)
+    return {k: _rates(v) for k, v in groups.items()}
+
+
 def markdown(results: Sequence[dict]) -> str:
     """A markdown table: one row per video plus the mean, then which method produced each metric."""
     head = ["case", "IF move", "IF rot", "IF both", "subject", "background", "smooth", "aesthetic", "imaging", "s"]
