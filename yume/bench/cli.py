@@ -158,14 +158,18 @@ def _by_chunk(rows: list[dict]) -> str:
     return "; ".join(f"chunk {i + 1}: move {r['movement']:.3f} rot {r['rotation']:.3f}" for i, r in enumerate(rows))
 
 
+def _by_group(groups: dict, labels: dict | None = None) -> str:
+    """"label (n chunks): move x rot y" for each non-empty group of `if_by_event` / `if_by_move`."""
+    return "; ".join(f"{(labels or {}).get(k, k)} ({g['chunks']} chunks): move {g['movement']:.3f} rot "
+                     f"{g['rotation']:.3f}" for k, g in groups.items() if g["chunks"])
+
+
 def _by_event(groups: dict) -> str:
-    return "; ".join(f"{'under an event' if k == 'event' else 'clear'} ({g['chunks']} chunks): move "
-                     f"{g['movement']:.3f} rot {g['rotation']:.3f}" for k, g in groups.items() if g["chunks"])
+    return _by_group(groups, {"event": "under an event"})
 
 
 def _by_move(groups: dict) -> str:
-    return "; ".join(f"{k} ({g['chunks']} chunks): move {g['movement']:.3f} rot {g['rotation']:.3f}"
-                     for k, g in groups.items() if g["chunks"])
+    return _by_group(groups)
 
 
 def _generate(args) -> int:

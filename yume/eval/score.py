@@ -280,8 +280,8 @@ MOVE_GROUPS = {"": "still", "W": "W/S", "S": "W/S", "A": "A/D", "D": "A/D"}  # t
 def if_by_move(results: Sequence[dict]) -> dict[str, dict]:
     """IF accuracies grouped by the commanded translation: "still" (no move key), "W/S" (straight ahead or back),
     "A/D" (sideways) and "diagonal" (two move keys), each {"movement", "rotation", "chunks"} (None where empty).
-    A sideways step looks much like a turn to a camera-motion estimate and to a model alike, so the walk's
-    failures gather in the last two groups (docs/sim-model.md, session 13)."""
+    The groups fail for different reasons: a VAE's wobble reads a turn as a step (still), a sideways step moves the
+    picture much as a turn does (A/D, diagonal); docs/sim-model.md, session 13, measures both."""
     groups = {"still": [], "W/S": [], "A/D": [], "diagonal": []}
     for r in results:
         for c in r["chunks"]:
