@@ -15,7 +15,7 @@ from yume.models.wan import YumeTransformer
 from yume.train.config import TrainConfig, load_config
 from yume.train.dmd import dmd_loss
 from yume.train.loop import train
-from yume.train.self_forcing import few_step_sigmas, rollout
+from yume.train.self_forcing import extend_history, few_step_sigmas, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,7 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
         ("data.mix=1,0", "config data.mix = ['1', '0']: expected 3 values"),
         ("run.parallel=zero", "config run.parallel = 'zero': must be one of"),
         ("optim.lr=0", "config optim.lr = 0.0: must be > 0"),
+        ("self_forcing.prefix_chunks=-1", "config self_forcing.prefix_chunks = -1: must be >= 0"),
     ],
 )
 def test_config_errors_name_the_key_and_value(tmp_path, override, message):
@@ -191,6 +192,31 @@ def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs
     )
 
 
+def test_extend_history_appends_fully_denoised_chunks_without_gradient():
+    model = YumeTransformer.from_config("tiny", seed=0)
+    calls = []
+
+    def spy(x, sigma, context, history, policy):
+        calls.append((torch.is_grad_enabled(), 0 if history is None else history.shape[2]))
+        return model(x, sigma, context, history, policy=policy)
+
+    noise = [torch.randn(1, 48, 2, 4, 4) for _ in range(2)]
+    ctx = [[torch.randn(5, 32)]] * 2
+    history = torch.randn(1, 48, 1, 4, 4)
+    sigmas = few_step_sigmas(4, 7.0)
+    out = extend_history(spy, noise, ctx, history, sigmas, policy="release")
+    assert calls == [(False, 1)] * 4 + [(False, 3)] * 4
+    assert out.shape[2] == 5 and not out.requires_grad
+    torch.testing.assert_close(out[:, :, :1], history)
+    # The first appended chunk is what the 4-step Euler sampler of inference makes from its noise on that history.
+    x = noise[0]
+    with torch.no_grad():
+        for i in range(4):
+            x = x + (sigmas[i + 1] - sigmas[i]) * model(x, sigmas[i].expand(1), ctx[0], history, policy="release")
+    torch.testing.assert_close(out[:, :, 1:3], x)
+    assert extend_history(spy, [], [], history, sigmas, policy="release") is history
+
+
 def test_self_forcing_stage_trains_generator_and_critic(cache, tmp_path):
     cfg = config(cache, tmp_path, "run.steps=3", "self_forcing.chunks=2", "self_forcing.critic_ratio=2",
                  "self_forcing.guidance=3")  # fmt: skip
@@ -200,6 +226,20 @@ def test_self_forcing_stage_trains_generator_and_critic(cache, tmp_path):
     # Step 1 starts with fake = real, so the DMD gradient is exactly 0; by step 3 the critic has moved.
     assert history[0]["grad_norm"] == 0.0 and history[2]["grad_norm"] > 0
     assert YumeTransformer.from_pretrained(tmp_path / "checkpoints/step-0000003/generator/original").config.dim == 64
+
+
+def test_self_forcing_with_prefix_chunks_trains_after_its_own_rollout(cache, tmp_path):
+    cfg = config(cache, tmp_path, "run.steps=4", "self_forcing.chunks=1", "self_forcing.critic_ratio=2",
+                 "self_forcing.prefix_chunks=2")  # fmt: skip
+    history = train(cfg.replace(stage="self-forcing"))
+    # The prefix length is drawn after the exit steps from the step's shared generator, the same on every rank.
+    drawn = []
+    for m in history:
+        shared = np.random.default_rng([0, m["step"] - 1, 3])
+        shared.integers(0, 4, 1)
+        drawn.append(int(shared.integers(0, 3)))
+    assert [m["prefix"] for m in history] == drawn and len(set(drawn)) > 1
+    assert all(np.isfinite(m["loss"]) for m in history)
 
 
 def test_torchrun_fsdp_two_processes_and_its_checkpoint_loads_in_one(cache, tmp_path):

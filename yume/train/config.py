@@ -61,6 +61,10 @@ class SelfForcingSection:
     shift: float = 7.0
     guidance: float = 1.0  # CFG scale of the real score (1 = none)
     critic_ratio: int = 5  # critic updates per generator update
+    # > 0: each step first rolls out U{0..prefix_chunks} chunks without gradient through the whole few-step sampler
+    # (as inference does) on the generator's own history, and trains the K chunks after them, so DMD also sees
+    # chunks deep into a long world, where a short-rollout student drifts (Self-Forcing++, Cui et al. 2025).
+    prefix_chunks: int = 0
     critic_lr: float = 0.0  # 0 = optim.lr
     sigma_min: float = 0.02  # DMD noise levels are drawn uniformly from [sigma_min, sigma_max]
     sigma_max: float = 0.98
@@ -121,6 +125,7 @@ class TrainConfig:
         _check(self.flow.shift > 0 and self.flow.logit_std > 0, "flow.shift/logit_std",
                (self.flow.shift, self.flow.logit_std), "both > 0")  # fmt: skip
         _check(sf.chunks >= 1 and sf.steps >= 1, "self_forcing.chunks/steps", (sf.chunks, sf.steps), "both >= 1")
+        _check(sf.prefix_chunks >= 0, "self_forcing.prefix_chunks", sf.prefix_chunks, ">= 0")
         _check(sf.critic_ratio >= 1, "self_forcing.critic_ratio", sf.critic_ratio, ">= 1")
         _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),

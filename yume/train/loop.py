@@ -30,7 +30,13 @@ from yume.train.parallel import (
     init_distributed,
     parallelize,
 )
-from yume.train.self_forcing import fake_score_loss, few_step_sigmas, generator_dmd_loss, rollout
+from yume.train.self_forcing import (
+    extend_history,
+    fake_score_loss,
+    few_step_sigmas,
+    generator_dmd_loss,
+    rollout,
+)
 
 
 class EMA:
@@ -182,20 +188,29 @@ class Trainer:
     def self_forcing_step(self, step: int) -> dict:
         cfg, sf, dev = self.cfg, self.cfg.self_forcing, self.device
         batch = self.loader.batch(step)
-        contexts = [[c.to(dev) for c in chunk] for chunk in self.loader.action_contexts(batch, step, sf.chunks)]
         uncond = [self.cache.empty.to(dev)] * len(batch.clip_ids)
-        # Exit steps are shared by all ranks (same number of forwards under FSDP); noise is per rank.
+        # Exit steps and the prefix length are shared by all ranks (same number of forwards under FSDP); noise is
+        # per rank.
         shared = np.random.default_rng([cfg.run.seed, step, 3])
         exits = [int(e) for e in shared.integers(0, sf.steps, sf.chunks)]
+        prefix = int(shared.integers(0, sf.prefix_chunks + 1)) if sf.prefix_chunks else 0
+        contexts = [
+            [c.to(dev) for c in chunk] for chunk in self.loader.action_contexts(batch, step, prefix + sf.chunks)
+        ]
+        prefix_contexts, contexts = contexts[:prefix], contexts[prefix:]
         g = torch.Generator().manual_seed(_seed(cfg.run.seed, step, self.info.rank, 11))
         noise = [torch.randn(batch.latents.shape, generator=g).to(dev) for _ in range(sf.chunks)]
+        prefix_noise = [torch.randn(batch.latents.shape, generator=g).to(dev) for _ in range(prefix)]
         history = None if batch.history is None else batch.history.to(dev)
         gen, fake = self.parts["generator"], self.parts["fake"]
         sigma_range = (sf.sigma_min, sf.sigma_max)
         metrics = {"mode": batch.mode, "samples": len(batch.clip_ids)}
+        if sf.prefix_chunks:
+            metrics["prefix"] = prefix
         lr = lr_at(step, cfg.optim.lr, cfg.optim.warmup_steps)
         generator_turn = step % sf.critic_ratio == 0
         with self.autocast:
+            history = extend_history(gen.model, prefix_noise, prefix_contexts, history, self.sigmas, policy=self.policy)
             out = rollout(
                 gen.model, noise, contexts, history, self.sigmas, exits, policy=self.policy, grad=generator_turn
             )
@@ -313,6 +328,8 @@ def _format(m: dict, total: int) -> str:
     parts = [f"step {m['step']}/{total}", f"loss {m['loss']:.5f}"]
     if "grad_norm" in m:
         parts.append(f"grad_norm {m['grad_norm']:.4f}")
+    if "prefix" in m:
+        parts.append(f"prefix {m['prefix']}")
     parts += [f"lr {m['lr']:.3g}", f"{m['samples_per_s']:.2f} samples/s", m["mode"]]
     return "  ".join(parts)
 

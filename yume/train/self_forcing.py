@@ -61,6 +61,19 @@ def rollout(
     return Rollout(chunks, histories, list(exit_steps))
 
 
+def extend_history(
+    model, noise: list[torch.Tensor], contexts: list[list[torch.Tensor]], history: torch.Tensor | None,
+    sigmas: torch.Tensor, *, policy: str,
+) -> torch.Tensor | None:
+    """Roll out len(noise) chunks without gradient through every step of the few-step sampler (the chunks inference
+    would make) and return `history` with them appended: where the trained chunks of a long-rollout step start."""
+    if not noise:
+        return history
+    with torch.no_grad():
+        out = rollout(model, noise, contexts, history, sigmas, [len(sigmas) - 2] * len(noise), policy=policy, grad=False)
+    return torch.cat(([] if history is None else [history]) + [c.to(noise[0].dtype) for c in out.chunks], dim=2)
+
+
 def real_score_x0(teacher, x_t, sigma, context, uncond, history, *, policy: str, guidance: float) -> torch.Tensor:
     """The frozen teacher's x̂₀, with classifier-free guidance on the velocity when guidance > 1."""
     with torch.no_grad():
