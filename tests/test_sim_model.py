@@ -448,6 +448,39 @@ def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_p
     assert "shift must be > 0, got 0.0" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
+def test_bench_walk_scores_each_window_of_a_long_walk_and_refuses_bad_arguments(tmp_path, capsys):
+    """`yume bench walk`: N chunks from a held-out rendered start, IF and proxies window by window."""
+    from yume import YumeTransformer
+    from yume.bench.walk import WALK_CYCLE, walk_actions
+    from yume.cli import main
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+
+    # The walks of sessions 10 and 13 (long.py): world 100300 starts at the cycle's 5th action, 100301 at its 6th.
+    assert [str(a) for a in walk_actions(100300, 3)] == ["D", "S+A", "W+D"]
+    assert walk_actions(100301, 13)[0] == walk_actions(100301, 13)[12] == Action.parse(WALK_CYCLE[5])
+    YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small", seed=0).save_pretrained(tmp_path / "vae")
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "export")
+    args = ["bench", "walk", "--weights", str(tmp_path / "export"), "--walks", "1", "--chunks", "3", "--window", "2",
+            "--steps", "1", "--out", str(tmp_path / "walk.json")]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"1 walks of 3 chunks from worlds 100300-100300 (yume-sim-small, {tmp_path / 'export'})"
+    assert out[1].startswith("| chunks | IF move | IF rot |")
+    assert [line.split(" | ")[0] for line in out[3:]] == ["| 1-2", "| 3", "| all 3"]
+    report = json.loads((tmp_path / "walk.json").read_text())
+    assert [(w["first"], w["last"], w["chunks"]) for w in report["windows"]] == [(1, 2, 2), (3, 3, 1)]
+    # The first chunk of a walk warms up and is not timed; chunks 2 and 3 are.
+    assert all(w["seconds_per_chunk"] > 0 for w in report["windows"])
+    moves = [w["movement"] * w["chunks"] for w in report["windows"]]
+    assert report["all"]["chunks"] == 3 and report["all"]["movement"] == pytest.approx(sum(moves) / 3)
+    assert main(["bench", "walk", "--first-world", "5"]) == 2
+    assert "choose 100000 or more" in capsys.readouterr().err
+    assert main(["bench", "walk", "--chunks", "4", "--window", "5"]) == 2
+    assert "the window between 1 and the chunks" in capsys.readouterr().err
+
+
 def test_default_model_is_the_shipped_street_world():
     """`yume generate` / `yume serve` without --model load the trained `yume-sim-small` from the package (<= 30 MB)."""
     from yume.world import ASSETS, DEFAULT_MODEL, WorldModel

@@ -82,6 +82,21 @@ def add_bench_parser(sub) -> None:
                         "it can reach at best)")
     p.set_defaults(func=_sim)
 
+    p = group.add_parser("walk", help="long walks of the street-world model: IF, drift and time per chunk by window")
+    p.add_argument("--model", default="yume-sim-small", help="built-in model name (default yume-sim-small)")
+    p.add_argument("--weights", default=None, help="a folder written by `yume train export` to walk instead of the "
+                   "model's shipped weights")  # fmt: skip
+    p.add_argument("--walks", type=int, default=3, help="walks, one held-out world each (default 3)")
+    p.add_argument("--chunks", type=int, default=40, help="chunks a walk (default 40)")
+    p.add_argument("--window", type=int, default=10, help="chunks scored together (default 10)")
+    p.add_argument("--first-world", type=int, default=None, help="world seed of the first walk (default 100300)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
+    p.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's own recipe)")
+    p.add_argument("--shift", type=float, default=None, help="timestep shift (default: the model's own recipe)")
+    p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="DiT dtype (default: the model's own)")
+    p.add_argument("--out", default=None, help="also write the report as JSON to this file")
+    p.set_defaults(func=_walk)
+
 
 def _vae(args) -> int:
     import torch
@@ -143,6 +158,37 @@ def _sim(args) -> int:
     print(f"IF by event: {_by_event(s['if_by_event'])}")
     print(f"IF by commanded move: {_by_move(s['if_by_move'])}")
     print(f"event following: {_events(s)}")
+    return 0
+
+
+def _walk(args) -> int:
+    import json
+
+    from yume.bench.walk import FIRST_WALK_WORLD, long_walks, walk_table
+    from yume.session import SessionConfig
+    from yume.sim.bench import HELD_OUT_SEED
+    from yume.world import WorldModel
+
+    first = FIRST_WALK_WORLD if args.first_world is None else args.first_world
+    problem = None
+    if first < HELD_OUT_SEED:
+        problem = (f"--first-world {first}: worlds below {HELD_OUT_SEED} are the training data's (`yume data synth` "
+                   f"seeds); choose {HELD_OUT_SEED} or more")  # fmt: skip
+    elif args.walks < 1 or args.chunks < 1 or not 1 <= args.window <= args.chunks:
+        problem = (f"--walks {args.walks} --chunks {args.chunks} --window {args.window}: walks and chunks must be "
+                   "at least 1, and the window between 1 and the chunks")  # fmt: skip
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    SessionConfig(steps=args.steps, shift=args.shift, guidance=args.guidance)  # bad settings fail before loading
+    world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
+    report = long_walks(world, walks=args.walks, chunks=args.chunks, window=args.window, first_world=first,
+                        steps=args.steps, guidance=args.guidance, shift=args.shift)  # fmt: skip
+    print(f"{args.walks} walks of {args.chunks} chunks from worlds {first}-{first + args.walks - 1} "
+          f"({world.name}{', ' + args.weights if args.weights else ''})")  # fmt: skip
+    print(walk_table(report), end="")
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     return 0
 
 
