@@ -172,14 +172,19 @@ def test_dmd_generator_update_moves_a_gaussian_toward_the_real_one():
     assert abs(log_b.exp().item() - 0.5) < 0.02, log_b.exp().item()
 
 
-def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs_back():
-    model = YumeTransformer.from_config("tiny", seed=0)
-    calls = []
+def spied_model():
+    """A tiny DiT, a wrapper that calls it, and the list of (grad enabled, history latents) of each call."""
+    model, calls = YumeTransformer.from_config("tiny", seed=0), []
 
     def spy(x, sigma, context, history, policy):
         calls.append((torch.is_grad_enabled(), 0 if history is None else history.shape[2]))
         return model(x, sigma, context, history, policy=policy)
 
+    return model, spy, calls
+
+
+def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs_back():
+    _, spy, calls = spied_model()
     noise = [torch.randn(1, 48, 2, 4, 4) for _ in range(3)]
     ctx = [[torch.randn(5, 32)]] * 3
     out = rollout(spy, noise, ctx, torch.randn(1, 48, 1, 4, 4), few_step_sigmas(4, 7.0), [3, 0, 1], policy="release")
@@ -193,13 +198,7 @@ def test_rollout_keeps_the_graph_of_one_step_per_chunk_and_feeds_its_own_outputs
 
 
 def test_extend_history_appends_fully_denoised_chunks_without_gradient():
-    model = YumeTransformer.from_config("tiny", seed=0)
-    calls = []
-
-    def spy(x, sigma, context, history, policy):
-        calls.append((torch.is_grad_enabled(), 0 if history is None else history.shape[2]))
-        return model(x, sigma, context, history, policy=policy)
-
+    model, spy, calls = spied_model()
     noise = [torch.randn(1, 48, 2, 4, 4) for _ in range(2)]
     ctx = [[torch.randn(5, 32)]] * 2
     history = torch.randn(1, 48, 1, 4, 4)
