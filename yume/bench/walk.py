@@ -35,8 +35,8 @@ def long_walks(world: WorldModel, *, walks: int = 3, chunks: int = 40, window: i
 
     Returns {"walks", "chunks", "window", "first_world", "windows": [{"first", "last", "chunks", "movement",
     "rotation", "aesthetic", "imaging", "seconds_per_chunk"}], "all": {"movement", "rotation", "chunks"}}: IF is
-    pooled over the walks' chunks in the window; the proxies are means over walks; time per chunk is the session's
-    own (text, denoise, decode), the first chunk of each walk excluded (it warms up).
+    pooled over the walks' chunks in the window; the proxies are means over walks; time per chunk is the wall time of
+    `WorldSession.step` (text, denoise, decode), the first chunk of each walk left out (it warms up).
     """
     from tqdm.auto import tqdm
 
