@@ -131,13 +131,11 @@ def _px(value: float | None) -> str:
 def _sim(args) -> int:
     from yume.bench.sim import event_detector, reference_ifs, run_sim_bench, untrained_twin
     from yume.session import SessionConfig
-    from yume.sim.bench import HELD_OUT_SEED
+    from yume.sim.bench import require_held_out
     from yume.world import WorldModel
 
-    if args.first_scene is not None and args.first_scene < HELD_OUT_SEED:
-        print(f"error: --first-scene {args.first_scene}: worlds below {HELD_OUT_SEED} are the training data's "
-              f"(`yume data synth` seeds); choose {HELD_OUT_SEED} or more", file=sys.stderr)  # fmt: skip
-        return 2
+    if args.first_scene is not None:
+        require_held_out("--first-scene", args.first_scene)
     # Bad sampling settings fail here, not after the model has loaded and the event detector has been fitted.
     SessionConfig(steps=args.steps, shift=args.shift, guidance=args.guidance)
     world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
@@ -164,22 +162,12 @@ def _sim(args) -> int:
 def _walk(args) -> int:
     import json
 
-    from yume.bench.walk import FIRST_WALK_WORLD, long_walks, walk_table
+    from yume.bench.walk import FIRST_WALK_WORLD, check_walks, long_walks, walk_table
     from yume.session import SessionConfig
-    from yume.sim.bench import HELD_OUT_SEED
     from yume.world import WorldModel
 
     first = FIRST_WALK_WORLD if args.first_world is None else args.first_world
-    problem = None
-    if first < HELD_OUT_SEED:
-        problem = (f"--first-world {first}: worlds below {HELD_OUT_SEED} are the training data's (`yume data synth` "
-                   f"seeds); choose {HELD_OUT_SEED} or more")  # fmt: skip
-    elif args.walks < 1 or args.chunks < 1 or not 1 <= args.window <= args.chunks:
-        problem = (f"--walks {args.walks} --chunks {args.chunks} --window {args.window}: walks and chunks must be "
-                   "at least 1, and the window between 1 and the chunks")  # fmt: skip
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+    check_walks(args.walks, args.chunks, args.window, first)  # bad arguments fail before the model loads
     SessionConfig(steps=args.steps, shift=args.shift, guidance=args.guidance)  # bad settings fail before loading
     world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
     report = long_walks(world, walks=args.walks, chunks=args.chunks, window=args.window, first_world=first,

@@ -27,6 +27,16 @@ def walk_actions(seed: int, chunks: int) -> list[Action]:
     return [Action.parse(WALK_CYCLE[(i + seed) % len(WALK_CYCLE)]) for i in range(chunks)]
 
 
+def check_walks(walks: int, chunks: int, window: int, first_world: int) -> None:
+    """ValueError naming the problem: walks and chunks at least 1, the window within the chunks, held-out worlds."""
+    from yume.sim.bench import require_held_out
+
+    require_held_out("--first-world", first_world)
+    if walks < 1 or chunks < 1 or not 1 <= window <= chunks:
+        raise ValueError(f"--walks {walks} --chunks {chunks} --window {window}: walks and chunks must be at least 1, "
+                         "and the window between 1 and the chunks")  # fmt: skip
+
+
 def long_walks(world: WorldModel, *, walks: int = 3, chunks: int = 40, window: int = 10,
                first_world: int = FIRST_WALK_WORLD, steps: int | None = None, guidance: float | None = None,
                shift: float | None = None, progress: bool = True) -> dict:  # fmt: skip
@@ -44,8 +54,7 @@ def long_walks(world: WorldModel, *, walks: int = 3, chunks: int = 40, window: i
     from yume.session import SessionConfig, WorldSession
     from yume.sim import Camera, World, render
 
-    if walks < 1 or chunks < 1 or not 1 <= window <= chunks:
-        raise ValueError(f"walks={walks} and chunks={chunks} must be >= 1 and window={window} between 1 and chunks")
+    check_walks(walks, chunks, window, first_world)
     h, w = world.default_resolution
     config = SessionConfig(steps=steps, guidance=guidance, shift=shift)
     starts = range(0, chunks, window)

@@ -18,6 +18,13 @@ from yume.sim.world import World
 HELD_OUT_SEED = 100_000  # training data uses world seeds below this
 
 
+def require_held_out(flag: str, seed: int) -> None:
+    """A benchmark's first world must not be a training world: ValueError naming the option otherwise."""
+    if seed < HELD_OUT_SEED:
+        raise ValueError(f"{flag} {seed}: worlds below {HELD_OUT_SEED} are the training data's (`yume data synth` "
+                         f"seeds); choose {HELD_OUT_SEED} or more")  # fmt: skip
+
+
 def _start(seed: int) -> tuple[World, Camera]:
     rng = np.random.default_rng([seed, 2])
     return World(seed=seed), Camera(x=rng.uniform(-2.0, 2.0), z=rng.uniform(-300.0, 300.0), yaw=rng.uniform(-20, 20))
