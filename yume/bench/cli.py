@@ -73,9 +73,11 @@ def add_bench_parser(sub) -> None:
                    "on the default one")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: the session's)")
     p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale (default: the model's own recipe, 3 for yume-sim-small)")
+                   help="classifier-free guidance scale (default: the recipe of the weights scored; 1, none, for "
+                   "yume-sim-small's 4-step student)")  # fmt: skip
     p.add_argument("--shift", type=float, default=None,
-                   help="timestep shift of the sampling schedule (default: the model's own recipe, 3 for yume-sim-small)")
+                   help="timestep shift of the sampling schedule (default: the recipe of the weights scored; 7 for "
+                   "yume-sim-small's 4-step student)")  # fmt: skip
     p.add_argument("--dtype", choices=["bf16", "fp32"], default=None, help="DiT dtype (default: the model's own)")
     p.add_argument("--reference", action="store_true",
                    help="also score the true videos, rendered and through the model's VAE (the IF and event following "
