@@ -189,6 +189,12 @@ def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):
     assert t2.config["latents_std"] != [1.0] * 32
     with pytest.raises(ValueError, match="unknown VAE preset 'sim-huge'; choose one of"):
         VAETrainConfig("d", "o", preset="sim-huge")
+    # --shift-weight: pairs of 24-px windows up to 7 px apart, cut from 32-px windows of the 32-px clip.
+    logs = []
+    cfg = VAETrainConfig(str(tmp_path / "raw"), str(tmp_path / "sh"), init=str(tmp_path / "vae"), train="decoder",
+                         steps=2, batch_size=1, crop=24, shift_weight=1.0, log_every=1)  # fmt: skip
+    train_vae(cfg, callback=logs.append)
+    assert [m["step"] for m in logs] == [1, 2] and all(m["shift_l1"] > 0 for m in logs)
 
 
 def test_vae_config_rejects_a_window_that_is_not_whole_latent_frames():
@@ -500,3 +506,64 @@ def test_default_model_is_the_shipped_street_world():
 
     session = WorldSession(world, "A street.")
     assert (session.config.steps, session.config.shift, session.config.guidance) == (4, 7.0, 1.0)
+
+
+def test_shift_pairs_cut_the_same_scene_at_another_phase_of_the_latent_grid():
+    """shift_pairs: first the top-left crop of each window, then the crop (dy, dx) px down and right, 1 <= d <= 7."""
+    import numpy as np
+
+    from yume.train.vae import SHIFT_MARGIN, shift_pairs
+
+    x = torch.arange(2 * 3 * 5 * 40 * 40, dtype=torch.float32).view(2, 3, 5, 40, 40)
+    seen = set()
+    for seed in range(20):
+        pairs, (dy, dx) = shift_pairs(x, np.random.default_rng(seed), 32)
+        assert pairs.shape == (4, 3, 5, 32, 32) and 1 <= dy < SHIFT_MARGIN and 1 <= dx < SHIFT_MARGIN
+        assert torch.equal(pairs[:2], x[..., :32, :32]) and torch.equal(pairs[2:], x[..., dy : dy + 32, dx : dx + 32])
+        seen.add((dy, dx))
+    assert len(seen) > 10  # the offsets are drawn, not fixed
+
+
+def test_shift_loss_compares_the_pairs_reconstructions_where_both_show_the_same_pixels():
+    """vae_loss's shift term: the plain loss over both halves plus w x the L1 of the two reconstructions over their
+    common pixels, SHIFT_MARGIN px in from each window's edges; zero for a codec that copies its input."""
+    from yume.train.vae import SHIFT_MARGIN, VAETrainConfig, vae_loss
+    from yume.vae import WanVAE
+
+    vae = WanVAE.from_config("sim-small", seed=0)
+    x = torch.rand(2, 3, 1, 40, 40) * 2 - 1
+    plain, m0 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6)
+    both, m1 = vae_loss(vae, x, torch.Generator().manual_seed(0), 1e-6, shift_weight=3.0, shift=(2, 5))
+    assert "shift_l1" not in m0 and m1["l1"] == m0["l1"] and m1["shift_l1"] > 0
+    assert both.item() == pytest.approx(plain.item() + 3.0 * m1["shift_l1"], rel=1e-6)
+    with torch.no_grad():
+        post = vae.model.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(0))
+        a, b = vae.model.decode(z).sample
+    m = SHIFT_MARGIN
+    assert m1["shift_l1"] == pytest.approx((a[..., 2 + m : 40 - m, 5 + m : 40 - m] - b[..., m : 40 - m - 2, m : 40 - m - 5]).abs().mean().item(), rel=1e-5)
+    # A codec that returns its input exactly is phase-free: shifted crops of one picture agree where they overlap.
+    scene = torch.rand(1, 3, 1, 48, 48)
+    pair = torch.cat([scene[..., :40, :40], scene[..., 2:42, 5:45]])
+
+    class Copy:
+        class model:
+            class config:
+                latents_std = [1.0]
+
+            @staticmethod
+            def encode(v):
+                dist = type("D", (), {"mean": v, "std": torch.zeros_like(v), "var": torch.ones_like(v),
+                                      "logvar": torch.zeros_like(v)})()  # fmt: skip
+                return type("E", (), {"latent_dist": dist})()
+
+            @staticmethod
+            def decode(z):
+                return type("O", (), {"sample": z})()
+
+    _, mc = vae_loss(Copy, pair, torch.Generator().manual_seed(0), 0.0, shift_weight=1.0, shift=(2, 5))
+    assert mc["shift_l1"] == 0.0 and mc["l1"] == 0.0
+    with pytest.raises(ValueError, match="shift_weight=-1.0 must be >= 0"):
+        VAETrainConfig("d", "o", shift_weight=-1.0)
+    with pytest.raises(ValueError, match="crop=16 must be > 16 for shift_weight > 0"):
+        VAETrainConfig("d", "o", crop=16, shift_weight=1.0)

@@ -91,6 +91,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--latent-noise", type=float, default=0.0,
                    help="Gaussian noise added to the latent the decoder sees, in latent stds (default 0): a decoder "
                         "that tolerates latents a little off the encoder's, as a DiT's are")
+    p.add_argument("--shift-weight", type=float, default=0.0,
+                   help="weight of an L1 between the reconstructions of window pairs 1-7 px apart, where they overlap "
+                        "(default 0): a codec whose output does not depend on the latent grid's phase, so a pan does "
+                        "not swim; --batch-size counts pairs")
     p.add_argument("--autocast", default="bf16", choices=("bf16", "none"))
     p.add_argument("--max-clips", type=int, default=0, help="use at most this many clips (0 = all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0 = run every step)")
@@ -221,12 +225,12 @@ def _train_vae(args) -> int:
     cfg = VAETrainConfig(args.dataset, args.out, preset=args.preset, init=args.init, steps=args.steps,
                          batch_size=args.batch_size, frames=args.frames, crop=args.crop, lr=args.lr,
                          kl_weight=args.kl_weight, temporal_weight=args.temporal_weight, latent_noise=args.latent_noise,
-                         autocast=args.autocast,
+                         shift_weight=args.shift_weight, autocast=args.autocast,
                          max_clips=args.max_clips, max_minutes=args.max_minutes, seed=args.seed, device=args.device,
                          train=args.train)  # fmt: skip
 
     def report(m):
-        dt = f"  dt_l1 {m['dt_l1']:.4f}" if "dt_l1" in m else ""
+        dt = "".join(f"  {k} {m[k]:.4f}" for k in ("dt_l1", "shift_l1") if k in m)
         print(f"step {m['step']}/{cfg.steps}  l1 {m['l1']:.4f}{dt}  kl {m['kl']:.1f}  lr {m['lr']:.2g}  {m['elapsed_s']}s",
               flush=True)  # fmt: skip
 

@@ -43,6 +43,12 @@ class VAETrainConfig:
     # units a DiT's latents are normalised in), so it learns to decode latents a little off the encoder's, as a
     # DiT's are, instead of sharpening only on exact ones.
     latent_noise: float = 0.0
+    # > 0: each step's windows come in pairs cut SHIFT_MARGIN px apart at most (a random offset of 1-7 px per axis,
+    # a phase of the 8x latent grid), and this times the L1 between the two reconstructions where they show the same
+    # pixels is added. A pan moves the picture across the latent grid; a codec whose output depends on that phase
+    # makes a rigid pan swim (measured on the sim VAE: 0.16 px a frame of parallax where the render has 0.07,
+    # docs/sim-model.md), which the IF estimator reads as a step. The plain L1 charges that only indirectly.
+    shift_weight: float = 0.0
     autocast: str = "bf16"
     seed: int = 0
     max_clips: int = 0  # 0 = every clip of the dataset
@@ -72,6 +78,14 @@ class VAETrainConfig:
             raise ValueError(f"autocast={self.autocast!r} must be 'bf16' or 'none'")
         if self.latent_noise < 0:
             raise ValueError(f"latent_noise={self.latent_noise} must be >= 0")
+        if self.shift_weight < 0:
+            raise ValueError(f"shift_weight={self.shift_weight} must be >= 0")
+        if self.shift_weight > 0 and self.crop <= 2 * SHIFT_MARGIN:
+            raise ValueError(f"crop={self.crop} must be > {2 * SHIFT_MARGIN} for shift_weight > 0 (the pair's "
+                             f"compared region leaves a {SHIFT_MARGIN}-px border on every side)")  # fmt: skip
+
+
+SHIFT_MARGIN = 8  # the sim VAEs' spatial stride: offsets 1-7 cover every phase of the latent grid
 
 
 def load_videos(dataset: str | Path, max_clips: int = 0) -> list[np.ndarray]:
@@ -103,10 +117,15 @@ def sample_batch(
 
 
 def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight: float,
-             temporal_weight: float = 0.0, latent_noise: float = 0.0) -> tuple[torch.Tensor, dict]:  # fmt: skip
+             temporal_weight: float = 0.0, latent_noise: float = 0.0, shift_weight: float = 0.0,
+             shift: tuple[int, int] = (0, 0)) -> tuple[torch.Tensor, dict]:  # fmt: skip
     """L1 reconstruction of a posterior sample + kl_weight x KL to N(0, 1), both means over elements, + temporal_weight
     x the L1 of the reconstruction's frame differences against the input's (x [B, 3, T, H, W]). `latent_noise`: the
-    decoder gets the sample plus that many latent stds of Gaussian noise."""
+    decoder gets the sample plus that many latent stds of Gaussian noise.
+
+    shift_weight > 0: x holds pairs (x[:B/2], x[B/2:]) where the second is the first's scene cut `shift` = (dy, dx)
+    px further down and right (`shift_pairs`); + shift_weight x the L1 between the two reconstructions over the
+    pixels both show, SHIFT_MARGIN px in from every edge of either window (borders differ for any codec)."""
     posterior = vae.model.encode(x).latent_dist
     # Noise drawn on the CPU generator, so a run draws the same samples on any device.
     z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(x.device)
@@ -121,7 +140,21 @@ def vae_loss(vae: WanVAE, x: torch.Tensor, generator: torch.Generator, kl_weight
         dt = (recon.diff(dim=2) - x.diff(dim=2)).abs().mean()
         loss = loss + temporal_weight * dt
         metrics["dt_l1"] = dt.item()
+    if shift_weight > 0:
+        a, b = recon.chunk(2)
+        (dy, dx), m, (h, w) = shift, SHIFT_MARGIN, x.shape[-2:]
+        sh = (a[..., dy + m : h - m, dx + m : w - m] - b[..., m : h - m - dy, m : w - m - dx]).abs().mean()
+        loss = loss + shift_weight * sh
+        metrics["shift_l1"] = sh.item()
     return loss, metrics
+
+
+def shift_pairs(x: torch.Tensor, rng: np.random.Generator, crop: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Windows [B, 3, T, crop + SHIFT_MARGIN, crop + SHIFT_MARGIN] -> (pairs [2B, 3, T, crop, crop], (dy, dx)): each
+    window's top-left crop, then the crop (dy, dx) px down and right of it, dy and dx drawn from 1..SHIFT_MARGIN-1:
+    the same scene at another phase of the latent grid on both axes."""
+    dy, dx = (int(v) for v in rng.integers(1, SHIFT_MARGIN, size=2))
+    return torch.cat([x[..., :crop, :crop], x[..., dy : dy + crop, dx : dx + crop]]), (dy, dx)
 
 
 @torch.no_grad()
@@ -199,9 +232,15 @@ def train_vae(cfg: VAETrainConfig, callback: Callable[[dict], None] | None = Non
             lr = cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop).to(device, non_blocking=True)
+            if cfg.shift_weight > 0:  # batch_size pairs: twice the windows, half of them shifted
+                x, shift = shift_pairs(sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop + SHIFT_MARGIN),
+                                       rng, cfg.crop)  # fmt: skip
+            else:
+                x, shift = sample_batch(videos, rng, cfg.batch_size, cfg.frames, cfg.crop), (0, 0)
+            x = x.to(device, non_blocking=True)
             with amp:
-                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight, cfg.temporal_weight, cfg.latent_noise)
+                loss, metrics = vae_loss(vae, x, g, cfg.kl_weight, cfg.temporal_weight, cfg.latent_noise,
+                                         cfg.shift_weight, shift)  # fmt: skip
             if not torch.isfinite(loss):
                 raise RuntimeError(f"VAE loss is {loss.item()} at step {step + 1}; lower lr (now {cfg.lr})")
             loss.backward()
