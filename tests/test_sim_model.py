@@ -430,12 +430,44 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
         vae_report(Lossless(), move_speed=0.0)
     from yume.cli import main
 
-    assert main(["bench", "vae", "tiny-random", "--clips", "1", "--frames", "4"]) == 0
+    assert main(["bench", "vae", "tiny-random", "--clips", "1", "--frames", "4", "--pan-worlds", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("| tiny-random | PSNR frame 0 |") and out[2].startswith("| 1 held-out clips |")
     # One clip that only turns: no translating clip to average over.
     assert out[3].startswith("IF move / rot with every frame encoded alone (image path, no temporal compression): ")
     assert out[4].startswith("parallax (px/frame at 0.1 m, 1.5 deg per frame), translating clips: rendered -,")
+    assert out[-1].startswith("pans (4 clips that only turn, 4 frames), read as standing: rendered 4 (median parallax")
+
+
+def test_pan_report_reads_rendered_pans_as_standing_and_a_swimming_codec_as_walking():
+    """The pan check: rendered pans never translate, so the estimator reads all of them as standing; a 'VAE' that
+    slides a band of the picture a pixel a frame against the rest (a non-rigid swim) makes them read as walks."""
+    from yume.bench.sim import PAN_TURNS, pan_report
+
+    class Lossless:
+        device = torch.device("cpu")
+
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z
+
+    class Swim(Lossless):
+        def decode(self, z):
+            out = z.clone()
+            for t in range(z.shape[2]):  # the lower half of each frame drifts right, t px by frame t
+                out[:, :, t, z.shape[3] // 2 :] = torch.roll(z[:, :, t, z.shape[3] // 2 :], t, dims=-1)
+            return out
+
+    r = pan_report(Lossless(), worlds=1, frames=8, size=64)
+    assert r["pans"] == len(PAN_TURNS) == 4 and r["frames"] == 8
+    assert r["rendered"] == r["vae"] == r["vae_frames"] and r["rendered"]["standing"] == 4
+    assert r["rendered"]["parallax"] < 0.125
+    swim = pan_report(Swim(), worlds=1, frames=8, size=64)
+    assert swim["rendered"] == r["rendered"] and swim["vae"]["standing"] == 0 and swim["vae"]["parallax"] > 0.125
+    with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
+        pan_report(Lossless(), frames=6)
 
 
 def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_path, capsys):

@@ -59,6 +59,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--move-speed", type=float, default=0.1,
                    help="camera metres per frame of a held move key (default 0.1, as `yume data synth` renders)")
     p.add_argument("--turn-speed", type=float, default=1.5, help="degrees per frame of a held arrow (default 1.5)")
+    p.add_argument("--pan-worlds", type=int, default=6,
+                   help="worlds of the pan check: 4 pans each (turn only, never a step) through the VAE; 0 skips it "
+                        "(default 6: 24 pans)")
     p.set_defaults(func=_vae)
 
     p = group.add_parser("sim", help="the street-world model on held-out worlds: IF, metrics, event following")
@@ -123,6 +126,13 @@ def _vae(args) -> int:
           f"clips that only turn or stand: rendered {_px(par['rendered']['still'])}, "
           f"through the VAE {_px(par['vae']['still'])} (the estimator counts > {MotionConfig().parallax_px_per_frame} "
           "as moving)")  # fmt: skip
+    if args.pan_worlds:
+        from yume.bench.sim import pan_report
+
+        pans = pan_report(vae, worlds=args.pan_worlds, frames=args.frames, turn_speed=args.turn_speed)
+        print(f"pans ({pans['pans']} clips that only turn, {pans['frames']} frames), read as standing: "
+              + ", ".join(f"{label} {pans[k]['standing']} (median parallax {pans[k]['parallax']:.3f})" for k, label in
+                          (("rendered", "rendered"), ("vae", "through the VAE"), ("vae_frames", "each frame alone"))))
     return 0
 
 

@@ -194,3 +194,43 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
         out[f"if_{name}"] = {"movement": m / clips, "rotation": r / clips}
         out[f"parallax_{name}"] = {k: float(np.mean(v)) if v else None for k, v in parallax[name].items()}
     return out
+
+
+PAN_TURNS = ("→", "←", "↑", "↑→")  # the pans of `pan_report`: yaw, either way, pitch, and both at once
+
+
+def pan_report(vae, *, worlds: int = 6, frames: int = 8, size: int = 128, turn_speed: float = 1.5) -> dict:
+    """Does a VAE keep a pan rigid? `worlds` held-out worlds (100000+, the benchmark's start spots) x the four turns
+    of PAN_TURNS: the camera turns `turn_speed` degrees a frame and never translates, for `frames` frames after the
+    first. Returns, for the rendered pans, their round trips (video path) and every frame's own round trip (image
+    path), how many of them the IF estimator reads as standing (no step; what each should read) and the median
+    parallax it measured (px a frame). A codec whose output depends on where the picture sits on its latent grid
+    makes a rigid pan swim: the parallax rises, and above MotionConfig.parallax_px_per_frame a pan reads as a walk.
+    """
+    from yume.actions import Action
+    from yume.eval.motion import MotionConfig, estimate_chunk
+    from yume.session import to_uint8
+    from yume.sim import render_clip
+    from yume.sim.bench import HELD_OUT_SEED, _start
+
+    if worlds < 1 or frames < 4 or frames % 4:
+        raise ValueError(f"worlds={worlds} must be >= 1 and frames={frames} a multiple of 4 (whole latents after frame 0)")
+    motion = MotionConfig(fov_deg=70.0)
+    read = {"rendered": [], "vae": [], "vae_frames": []}
+    for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + worlds):
+        world, start = _start(seed)
+        for turn in PAN_TURNS:
+            video, _ = render_clip(world, [Action(rotate=turn)], frames, size, size, camera=start, supersample=2,
+                                   turn_speed=turn_speed)  # fmt: skip
+            x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(vae.device) / 127.5 - 1.0
+            with torch.no_grad():
+                y = vae.decode(vae.encode(x)).clamp(-1, 1).float().cpu()
+                alone = vae.decode(vae.encode(x.transpose(1, 2).flatten(0, 1)[:, :, None]))
+            alone = alone.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
+            for name, clip in (("rendered", video), ("vae", to_uint8(y)), ("vae_frames", to_uint8(alone))):
+                est = estimate_chunk(clip[1:], motion)  # frame 0 is coded alone either way: the frames after it
+                read[name].append((est.move == "", est.parallax))
+    out = {"pans": worlds * len(PAN_TURNS), "frames": frames, "turn_speed": turn_speed}
+    for name, rows in read.items():
+        out[name] = {"standing": sum(s for s, _ in rows), "parallax": float(np.median([p for _, p in rows]))}
+    return out
