@@ -400,20 +400,23 @@ def test_rendered_reference_is_the_case_it_renders_and_scores_its_own_motion(tmp
     assert [c["commanded"] for c in result["chunks"]] == [str(a) for a in plain.actions]
 
 
+class _Lossless:
+    """A 'VAE' whose round trip returns its input exactly: the benchmarks' reference for one that loses nothing."""
+
+    device = torch.device("cpu")
+
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+
 def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     """`yume bench vae`: an identity 'VAE' loses nothing, so its IF equals the rendered clips' and PSNR is infinite."""
     from yume.bench.sim import vae_report
 
-    class Lossless:
-        device = torch.device("cpu")
-
-        def encode(self, x):
-            return x
-
-        def decode(self, z):
-            return z
-
-    r = vae_report(Lossless(), clips=3, frames=8, size=64)
+    r = vae_report(_Lossless(), clips=3, frames=8, size=64)
     assert r["psnr_frame0"] == r["psnr_video"] == float("inf")
     assert r["if_vae"] == r["if_vae_frames"] == r["if_rendered"] and set(r["if_vae"]) == {"movement", "rotation"}
     # The first three shuffled actions: one only turns, two translate; the estimator measures both groups.
@@ -421,13 +424,13 @@ def test_vae_report_of_a_lossless_vae_is_the_rendered_reference(capsys):
     assert r["parallax_rendered"]["moving"] > 0.125 > r["parallax_rendered"]["still"]
     # Parallax grows with the camera's speed: the same clips walked three times as fast (less than threefold: the
     # 80th-percentile residual saturates; 1.8x at 64 px with the estimator's opening and contrast steps).
-    fast = vae_report(Lossless(), clips=3, frames=8, size=64, move_speed=0.3)
+    fast = vae_report(_Lossless(), clips=3, frames=8, size=64, move_speed=0.3)
     assert fast["move_speed"] == 0.3 and fast["parallax_rendered"]["moving"] > 1.5 * r["parallax_rendered"]["moving"]
     assert fast["parallax_rendered"]["still"] == r["parallax_rendered"]["still"]  # the clip that only turns: no walk
     with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
-        vae_report(Lossless(), frames=6)
+        vae_report(_Lossless(), frames=6)
     with pytest.raises(ValueError, match="move_speed=0.0 and turn_speed=1.5 must be > 0"):
-        vae_report(Lossless(), move_speed=0.0)
+        vae_report(_Lossless(), move_speed=0.0)
     from yume.cli import main
 
     assert main(["bench", "vae", "tiny-random", "--clips", "1", "--frames", "4", "--pan-worlds", "1"]) == 0
@@ -444,30 +447,21 @@ def test_pan_report_reads_rendered_pans_as_standing_and_a_swimming_codec_as_walk
     slides a band of the picture a pixel a frame against the rest (a non-rigid swim) makes them read as walks."""
     from yume.bench.sim import PAN_TURNS, pan_report
 
-    class Lossless:
-        device = torch.device("cpu")
-
-        def encode(self, x):
-            return x
-
-        def decode(self, z):
-            return z
-
-    class Swim(Lossless):
+    class Swim(_Lossless):
         def decode(self, z):
             out = z.clone()
             for t in range(z.shape[2]):  # the lower half of each frame drifts right, t px by frame t
                 out[:, :, t, z.shape[3] // 2 :] = torch.roll(z[:, :, t, z.shape[3] // 2 :], t, dims=-1)
             return out
 
-    r = pan_report(Lossless(), worlds=1, frames=8, size=64)
+    r = pan_report(_Lossless(), worlds=1, frames=8, size=64)
     assert r["pans"] == len(PAN_TURNS) == 4 and r["frames"] == 8
     assert r["rendered"] == r["vae"] == r["vae_frames"] and r["rendered"]["standing"] == 4
     assert r["rendered"]["parallax"] < 0.125
     swim = pan_report(Swim(), worlds=1, frames=8, size=64)
     assert swim["rendered"] == r["rendered"] and swim["vae"]["standing"] == 0 and swim["vae"]["parallax"] > 0.125
     with pytest.raises(ValueError, match="frames=6 a multiple of 4"):
-        pan_report(Lossless(), frames=6)
+        pan_report(_Lossless(), frames=6)
 
 
 def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_path, capsys):
