@@ -136,6 +136,16 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
             "table": markdown(results)}  # fmt: skip
 
 
+@torch.no_grad()
+def round_trips(vae, video: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """video [T, H, W, 3] uint8 -> (input, its round trip through the VAE's causal video path, every frame's own round
+    trip through the image path: spatial compression only), each [1, 3, T, H, W] in [-1, 1], float, on the CPU."""
+    x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(vae.device) / 127.5 - 1.0
+    y = vae.decode(vae.encode(x)).clamp(-1, 1).float().cpu()
+    alone = vae.decode(vae.encode(x.transpose(1, 2).flatten(0, 1)[:, :, None]))
+    return x.cpu(), y, alone.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
+
+
 def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed: int = 7, move_speed: float = 0.1,
                turn_speed: float = 1.5) -> dict:  # fmt: skip
     """A VAE on held-out street clips: PSNR, and whether the camera motion survives its round trip.
@@ -173,16 +183,10 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
         camera = Camera(x=rng.uniform(-2, 2), z=rng.uniform(-300, 300), yaw=rng.uniform(-20, 20))
         video, _ = render_clip(world, [Action(move, rotate)], frames, size, size, camera=camera, supersample=2,
                                move_speed=move_speed, turn_speed=turn_speed)  # fmt: skip
-        x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(vae.device) / 127.5 - 1.0
-        with torch.no_grad():
-            y = vae.decode(vae.encode(x)).clamp(-1, 1).float().cpu()
-        x = x.cpu()
+        x, y, frame_by_frame = round_trips(vae, video)
         err = ((y - x) ** 2).mean(dim=(0, 1, 3, 4))  # per frame
         psnr_first.append(float(10 * torch.log10(4 / err[0])))
         psnr_rest.append(float(10 * torch.log10(4 / err[1:].mean())))
-        with torch.no_grad():  # every frame encoded alone (the image path): spatial compression only
-            frame_by_frame = vae.decode(vae.encode(x.transpose(1, 2).flatten(0, 1)[:, :, None]))
-        frame_by_frame = frame_by_frame.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
         for name, clip in (("rendered", video), ("vae", to_uint8(y)), ("vae_frames", to_uint8(frame_by_frame))):
             est = estimate_chunk(clip[1:], motion)
             hits[name][0] += est.move == move
@@ -222,11 +226,7 @@ def pan_report(vae, *, worlds: int = 6, frames: int = 8, size: int = 128, turn_s
         for turn in PAN_TURNS:
             video, _ = render_clip(world, [Action(rotate=turn)], frames, size, size, camera=start, supersample=2,
                                    turn_speed=turn_speed)  # fmt: skip
-            x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(vae.device) / 127.5 - 1.0
-            with torch.no_grad():
-                y = vae.decode(vae.encode(x)).clamp(-1, 1).float().cpu()
-                alone = vae.decode(vae.encode(x.transpose(1, 2).flatten(0, 1)[:, :, None]))
-            alone = alone.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
+            _, y, alone = round_trips(vae, video)
             for name, clip in (("rendered", video), ("vae", to_uint8(y)), ("vae_frames", to_uint8(alone))):
                 est = estimate_chunk(clip[1:], motion)  # frame 0 is coded alone either way: the frames after it
                 read[name].append((est.move == "", est.parallax))
