@@ -553,6 +553,8 @@ def test_shift_pairs_cut_the_same_scene_at_another_phase_of_the_latent_grid():
 def test_shift_loss_compares_the_pairs_reconstructions_where_both_show_the_same_pixels():
     """vae_loss's shift term: the plain loss over both halves plus w x the L1 of the two reconstructions over their
     common pixels, SHIFT_MARGIN px in from each window's edges; zero for a codec that copies its input."""
+    from types import SimpleNamespace as NS
+
     from yume.train.vae import SHIFT_MARGIN, VAETrainConfig, vae_loss
     from yume.vae import WanVAE
 
@@ -571,23 +573,10 @@ def test_shift_loss_compares_the_pairs_reconstructions_where_both_show_the_same_
     # A codec that returns its input exactly is phase-free: shifted crops of one picture agree where they overlap.
     scene = torch.rand(1, 3, 1, 48, 48)
     pair = torch.cat([scene[..., :40, :40], scene[..., 2:42, 5:45]])
-
-    class Copy:
-        class model:
-            class config:
-                latents_std = [1.0]
-
-            @staticmethod
-            def encode(v):
-                dist = type("D", (), {"mean": v, "std": torch.zeros_like(v), "var": torch.ones_like(v),
-                                      "logvar": torch.zeros_like(v)})()  # fmt: skip
-                return type("E", (), {"latent_dist": dist})()
-
-            @staticmethod
-            def decode(z):
-                return type("O", (), {"sample": z})()
-
-    _, mc = vae_loss(Copy, pair, torch.Generator().manual_seed(0), 0.0, shift_weight=1.0, shift=(2, 5))
+    copy = NS(model=NS(config=NS(latents_std=[1.0]), decode=lambda z: NS(sample=z),
+                       encode=lambda v: NS(latent_dist=NS(mean=v, std=torch.zeros_like(v), var=torch.ones_like(v),
+                                                          logvar=torch.zeros_like(v)))))  # fmt: skip
+    _, mc = vae_loss(copy, pair, torch.Generator().manual_seed(0), 0.0, shift_weight=1.0, shift=(2, 5))
     assert mc["shift_l1"] == 0.0 and mc["l1"] == 0.0
     with pytest.raises(ValueError, match="shift_weight=-1.0 must be >= 0"):
         VAETrainConfig("d", "o", shift_weight=-1.0)
