@@ -45,8 +45,8 @@ class VAETrainConfig:
     latent_noise: float = 0.0
     # > 0: each step's windows come in pairs, the second cut a random 1-7 px down and right of the first (another
     # phase of the 8x latent grid on both axes), and this times the L1 between the two reconstructions where they
-    # show the same pixels is added. A pan moves the picture across the latent grid; a codec whose output depends on that phase
-    # makes a rigid pan swim (measured on the sim VAE: 0.16 px a frame of parallax where the render has 0.07,
+    # show the same pixels is added. A pan moves the picture across the latent grid; a codec whose output depends on
+    # that phase makes a rigid pan swim (measured on the sim VAE: 0.16 px a frame of parallax where the render has 0.07,
     # docs/sim-model.md), which the IF estimator reads as a step. The plain L1 charges that only indirectly.
     shift_weight: float = 0.0
     autocast: str = "bf16"
