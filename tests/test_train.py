@@ -15,7 +15,7 @@ from yume.models.wan import YumeTransformer
 from yume.train.config import TrainConfig, load_config
 from yume.train.dmd import dmd_loss
 from yume.train.loop import train
-from yume.train.self_forcing import extend_history, few_step_sigmas, rollout
+from yume.train.self_forcing import Rollout, extend_history, few_step_sigmas, real_data_loss, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +64,7 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
         ("run.parallel=zero", "config run.parallel = 'zero': must be one of"),
         ("optim.lr=0", "config optim.lr = 0.0: must be > 0"),
         ("self_forcing.prefix_chunks=-1", "config self_forcing.prefix_chunks = -1: must be >= 0"),
+        ("self_forcing.real_pool=0", "config self_forcing.real_pool = 0: must be >= 1"),
     ],
 )
 def test_config_errors_name_the_key_and_value(tmp_path, override, message):
@@ -225,6 +226,48 @@ def test_self_forcing_stage_trains_generator_and_critic(cache, tmp_path):
     # Step 1 starts with fake = real, so the DMD gradient is exactly 0; by step 3 the critic has moved.
     assert history[0]["grad_norm"] == 0.0 and history[2]["grad_norm"] > 0
     assert YumeTransformer.from_pretrained(tmp_path / "checkpoints/step-0000003/generator/original").config.dim == 64
+
+
+def test_real_data_loss_sees_where_things_are_not_their_detail():
+    torch.manual_seed(0)
+    target = torch.randn(1, 4, 2, 8, 8)
+    out = Rollout([target.clone(), target + 0.5], [None, None], [0, 0])
+    # Chunk 1 is exact (0), chunk 2 is off by 0.5 everywhere (0.25): the mean over chunks is 0.125.
+    torch.testing.assert_close(real_data_loss(out, [target, target], pool=2), torch.tensor(0.125))
+    # Detail moved inside each 2 x 2 cell leaves the pooled chunk, and the loss, unchanged ...
+    swapped = target.clone()
+    swapped[..., 0::2, :], swapped[..., 1::2, :] = target[..., 1::2, :], target[..., 0::2, :]
+    out = Rollout([swapped], [None], [0])
+    assert real_data_loss(out, [target], pool=2).item() < 1e-12
+    # ... but not without pooling, and a view shifted by a whole cell is a loss either way.
+    assert real_data_loss(out, [target], pool=1).item() > 0.5
+    assert real_data_loss(Rollout([target.roll(2, dims=-1)], [None], [0]), [target], pool=2).item() > 0.1
+
+
+def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_continuation(cache, tmp_path):
+    from yume.data.cache import LatentCache
+    from yume.data.loader import LatentLoader
+
+    lc = LatentCache(cache)
+    loader = LatentLoader(lc, batch_size=1, chunk=2, history_min=1, history_max=3, mix=(0, 0, 1), lookahead=2)
+    batch = loader.batch(0)
+    targets, contexts = loader.continuation(batch, 2)
+    clip = lc.clips[0]
+    x = lc.latents(clip)
+    for k in range(2):
+        begin = batch.start + 2 * k
+        torch.testing.assert_close(targets[k][0], x[:, begin : begin + 2])
+        torch.testing.assert_close(contexts[k][0], lc.compose(loader.chunk_action(clip, begin), batch.scenes[0]))
+    torch.testing.assert_close(targets[0], batch.latents)  # the first chunk is the batch's own
+    with pytest.raises(ValueError, match="3 chunks of continuation asked of a loader built with lookahead=2"):
+        loader.continuation(batch, 3)
+    # In training: the real term is logged on the generator's turns (every step here), beside the DMD loss.
+    cfg = config(cache, tmp_path, "run.steps=2", "self_forcing.chunks=2", "self_forcing.critic_ratio=1",
+                 "self_forcing.real_weight=1", "data.mix=0,1,1")  # fmt: skip
+    history = train(cfg.replace(stage="self-forcing"))
+    assert all(m["real_loss"] > 0 and np.isfinite(m["dmd_loss"]) for m in history)
+    with pytest.raises(ValueError, match="self_forcing.real_weight = 1.0: must be 0 when self_forcing.prefix_chunks"):
+        load_config(None, ["data.cache=c", "self_forcing.real_weight=1", "self_forcing.prefix_chunks=2"])
 
 
 def test_self_forcing_with_prefix_chunks_trains_after_its_own_rollout(cache, tmp_path):

@@ -26,6 +26,7 @@ class Batch:
     clip_ids: list[str]
     scenes: list[torch.Tensor]  # B x [L_i, text_dim] scene/event text alone (for per-chunk action prompts)
     actions: list[int]  # B action indices the captions name (-1 = unlabelled)
+    start: int = 0  # the chunk's first latent frame in its clips (= the history length)
 
 
 class LatentLoader:
@@ -53,22 +54,25 @@ class LatentLoader:
         text_dropout: float = 0.0,
         seed: int = 0,
         rank: int = 0,
+        lookahead: int = 1,
     ):
         self.cache, self.batch_size, self.chunk = cache, batch_size, chunk
+        # Chunks every picked clip must still hold from the batch's start: > 1 when Self-Forcing's real-data term
+        # needs the clip's own continuation (`continuation`); 1 draws exactly the batches it always drew.
+        self.lookahead = lookahead
+        self._clips = {c.id: c for c in cache.clips}
         self.history_min, self.history_max = history_min, history_max
         self.decomposed_prob, self.first_frame_noise = decomposed_prob, first_frame_noise
         self.text_dropout = text_dropout
         self.seed, self.rank = seed, rank
         longest = max(c.frames for c in cache.clips)
-        allowed = {
-            "t2v": longest >= chunk,
-            "i2v": longest >= chunk + 1,
-            "v2v": longest >= chunk + history_min,
-        }
+        span = chunk * lookahead
+        allowed = {"t2v": longest >= span, "i2v": longest >= span + 1, "v2v": longest >= span + history_min}
         weights = np.array([w if allowed[m] else 0.0 for m, w in zip(MODES, mix)], dtype=np.float64)
         if weights.sum() <= 0:
+            need = f"{chunk}" if lookahead == 1 else f"{span} ({lookahead} chunks of {chunk}, Self-Forcing's real term)"
             raise ValueError(
-                f"no training mode fits: the longest cached clip has {longest} latent frames, the chunk needs {chunk} "
+                f"no training mode fits: the longest cached clip has {longest} latent frames, the chunk needs {need} "
                 f"(+1 for i2v, +{history_min} history for v2v) and mix={mix}; lower data.chunk_latents or cache longer clips"
             )
         self.mode_probs = weights / weights.sum()
@@ -85,8 +89,9 @@ class LatentLoader:
             start = 1
         else:
             longest = max(c.frames for c in self.cache.clips)
-            start = int(shared.integers(self.history_min, min(self.history_max, longest - self.chunk) + 1))
-        eligible = [c for c in self.cache.clips if c.frames >= start + self.chunk]
+            span = self.chunk * self.lookahead
+            start = int(shared.integers(self.history_min, min(self.history_max, longest - span) + 1))
+        eligible = [c for c in self.cache.clips if c.frames >= start + self.chunk * self.lookahead]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
         latents, history, contexts, scenes, actions = [], [], [], [], []
         # Its own stream, so that dropout changes the captions and nothing else a run draws.
@@ -109,7 +114,21 @@ class LatentLoader:
             sigma = torch.rand(len(picks), 1, 1, 1, generator=g) * self.first_frame_noise
             noise = torch.randn(hist[:, :, 0].shape, generator=g)
             hist[:, :, 0] = (1 - sigma) * hist[:, :, 0] + sigma * noise
-        return Batch(torch.stack(latents), hist, contexts, mode, [c.id for c in picks], scenes, actions)
+        return Batch(torch.stack(latents), hist, contexts, mode, [c.id for c in picks], scenes, actions, start)
+
+    def continuation(self, batch: Batch, chunks: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+        """The clips' own next `chunks` chunks from the batch's start ([B, C, f, h, w] each) and, per chunk and
+        sample, the caption of the action the clip really takes there ⊕ its scene text: what the camera did after
+        this history, for Self-Forcing's real-data term (`self_forcing.real_weight`)."""
+        if chunks > self.lookahead:
+            raise ValueError(f"{chunks} chunks of continuation asked of a loader built with lookahead={self.lookahead}")
+        clips = [self._clips[i] for i in batch.clip_ids]
+        targets, contexts = [], []
+        for k in range(chunks):
+            begin = batch.start + k * self.chunk
+            targets.append(torch.stack([self.cache.latents(c)[:, begin : begin + self.chunk] for c in clips]))
+            contexts.append([self.cache.compose(self.chunk_action(c, begin), s) for c, s in zip(clips, batch.scenes)])
+        return targets, contexts
 
     def action_contexts(self, batch: Batch, step: int, chunks: int) -> list[list[torch.Tensor]]:
         """Per chunk, per sample: a random action's caption ⊕ the sample's scene text (Self-Forcing rollouts)."""

@@ -68,6 +68,13 @@ class SelfForcingSection:
     critic_lr: float = 0.0  # 0 = optim.lr
     sigma_min: float = 0.02  # DMD noise levels are drawn uniformly from [sigma_min, sigma_max]
     sigma_max: float = 0.98
+    # > 0: roll out the clip's own actions after its true history and add real_weight x the MSE between each
+    # generated chunk and what the camera really saw there, both average-pooled real_pool x real_pool in space. DMD
+    # alone can at best match its teacher; this term pulls the student's motion towards the data itself (DMD2 adds
+    # real data, as a GAN loss, for the same reason). The pooling keeps it to where things are, not their detail,
+    # which a frame-exact regression would blur. Needs prefix_chunks = 0.
+    real_weight: float = 0.0
+    real_pool: int = 2
 
 
 @dataclass
@@ -126,6 +133,10 @@ class TrainConfig:
                (self.flow.shift, self.flow.logit_std), "both > 0")  # fmt: skip
         _check(sf.chunks >= 1 and sf.steps >= 1, "self_forcing.chunks/steps", (sf.chunks, sf.steps), "both >= 1")
         _check(sf.prefix_chunks >= 0, "self_forcing.prefix_chunks", sf.prefix_chunks, ">= 0")
+        _check(sf.real_weight >= 0, "self_forcing.real_weight", sf.real_weight, ">= 0 (0 = DMD alone)")
+        _check(sf.real_pool >= 1, "self_forcing.real_pool", sf.real_pool, ">= 1 (1 = no pooling)")
+        _check(not (sf.real_weight and sf.prefix_chunks), "self_forcing.real_weight", sf.real_weight,
+               "0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip
         _check(sf.critic_ratio >= 1, "self_forcing.critic_ratio", sf.critic_ratio, ">= 1")
         _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),

@@ -35,6 +35,7 @@ from yume.train.self_forcing import (
     fake_score_loss,
     few_step_sigmas,
     generator_dmd_loss,
+    real_data_loss,
     rollout,
 )
 
@@ -129,6 +130,7 @@ class Trainer:
             self.cache, batch_size=d.batch_size, chunk=d.chunk_latents, history_min=d.history_min,
             history_max=d.history_max, mix=d.mix, decomposed_prob=d.decomposed_prob,
             first_frame_noise=d.first_frame_noise, text_dropout=d.text_dropout, seed=cfg.run.seed, rank=info.rank,
+            lookahead=cfg.self_forcing.chunks if cfg.stage == "self-forcing" and cfg.self_forcing.real_weight else 1,
         )  # fmt: skip
         self.policy = cfg.model.history_policy
         self.autocast = (
@@ -194,9 +196,17 @@ class Trainer:
         shared = np.random.default_rng([cfg.run.seed, step, 3])
         exits = [int(e) for e in shared.integers(0, sf.steps, sf.chunks)]
         prefix = int(shared.integers(0, sf.prefix_chunks + 1)) if sf.prefix_chunks else 0
-        contexts = [
-            [c.to(dev) for c in chunk] for chunk in self.loader.action_contexts(batch, step, prefix + sf.chunks)
-        ]
+        targets = None
+        if sf.real_weight:
+            # The clip's own actions, so that its true continuation is the answer to them (t2v has no history that
+            # pins where the camera is, so it is rolled out and scored by DMD alone).
+            targets, true_contexts = self.loader.continuation(batch, sf.chunks)
+            contexts = [[c.to(dev) for c in chunk] for chunk in true_contexts]
+            targets = targets if batch.history is not None else None
+        else:
+            contexts = [
+                [c.to(dev) for c in chunk] for chunk in self.loader.action_contexts(batch, step, prefix + sf.chunks)
+            ]
         prefix_contexts, contexts = contexts[:prefix], contexts[prefix:]
         g = torch.Generator().manual_seed(_seed(cfg.run.seed, step, self.info.rank, 11))
         noise = [torch.randn(batch.latents.shape, generator=g).to(dev) for _ in range(sf.chunks)]
@@ -217,10 +227,14 @@ class Trainer:
             if generator_turn:
                 loss = generator_dmd_loss(out, self.teacher, fake.model, contexts, uncond, sigma_range=sigma_range,
                                           generator=g, policy=self.policy, guidance=sf.guidance)  # fmt: skip
+                metrics["dmd_loss"] = loss.item()
+                if targets is not None:
+                    real = real_data_loss(out, targets, sf.real_pool)
+                    metrics["real_loss"] = real.item()
+                    loss = loss + sf.real_weight * real
         if generator_turn:
             _check_finite(loss, step, "DMD generator loss")
             metrics["grad_norm"] = _optimize(gen, loss, cfg, lr)
-            metrics["dmd_loss"] = loss.item()
         with self.autocast:
             critic = fake_score_loss(
                 out, fake.model, contexts, sigma_range=sigma_range, generator=g, policy=self.policy
@@ -330,6 +344,8 @@ def _format(m: dict, total: int) -> str:
         parts.append(f"grad_norm {m['grad_norm']:.4f}")
     if "prefix" in m:
         parts.append(f"prefix {m['prefix']}")
+    if "real_loss" in m:
+        parts.append(f"real {m['real_loss']:.4f}")
     parts += [f"lr {m['lr']:.3g}", f"{m['samples_per_s']:.2f} samples/s", m["mode"]]
     return "  ".join(parts)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from yume.sampling import get_schedule
 from yume.train.dmd import critic_loss, dmd_loss, x0_from_velocity
@@ -121,3 +122,13 @@ def fake_score_loss(
         noise = torch.randn(x.shape, generator=generator).to(x)
         losses.append(critic_loss(fake, x, sigma, noise, context, history, policy=policy))
     return torch.stack(losses).mean()
+
+
+def real_data_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
+    """Mean over chunks of the MSE between each generated chunk and the clip's true one, both average-pooled
+    pool x pool in space: where the camera's view went, not its fine detail (`self_forcing.real_weight`)."""
+
+    def low(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
+
+    return torch.stack([F.mse_loss(low(x), low(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
