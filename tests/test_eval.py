@@ -336,6 +336,18 @@ def test_if_by_move_groups_chunks_by_the_commanded_translation():
     assert _by_move(one) == "W/S (1 chunks): move 1.000 rot 1.000"
 
 
+def test_sideways_reads_splits_the_strafe_chunks_by_what_was_read():
+    from yume.bench.cli import _sideways
+    from yume.eval.score import sideways_reads
+
+    asked_read = [("A", "A+←"), ("D+↑", "D"), ("A", "S+A"), ("D", "W+D+→"), ("D", "W"), ("A", "D"), ("A", "·"),
+                  ("W", "W"), ("W+A", "A"), ("·", "A")]  # the last three ask for no lone sideways step
+    video = {"chunks": [{"commanded": a, "estimated": r} for a, r in asked_read]}
+    counts = sideways_reads([video])
+    assert counts == {"chunks": 7, "exact": 2, "with W/S": 2, "W/S instead": 1, "other": 2}
+    assert _sideways(counts) == "7 chunks ask for A or D alone; read as exact 2, with W/S 2, W/S instead 1, other 2"
+
+
 def test_session_generator_passes_the_sampling_overrides_to_each_session(monkeypatch):
     """`yume bench sim --steps/--shift/--guidance` reach the session; what is not given stays the model's own."""
     import yume.session

@@ -167,6 +167,7 @@ def _sim(args) -> int:
     print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"IF by event: {_by_event(s['if_by_event'])}")
     print(f"IF by commanded move: {_by_move(s['if_by_move'])}")
+    print(f"sideways asks: {_sideways(s['sideways_reads'])}")
     print(f"event following: {_events(s)}")
     return 0
 
@@ -216,6 +217,11 @@ def _by_event(groups: dict) -> str:
 
 def _by_move(groups: dict) -> str:
     return _by_group(groups)
+
+
+def _sideways(counts: dict) -> str:
+    return f"{counts['chunks']} chunks ask for A or D alone; read as " + ", ".join(
+        f"{k} {v}" for k, v in counts.items() if k != "chunks")
 
 
 def _generate(args) -> int:

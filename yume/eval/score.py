@@ -289,6 +289,28 @@ def if_by_move(results: Sequence[dict]) -> dict[str, dict]:
     return {k: _rates(v) for k, v in groups.items()}
 
 
+def sideways_reads(results: Sequence[dict]) -> dict[str, int]:
+    """What the estimator read in the chunks that ask for one sideways key alone (A or D): "exact", "with W/S" (the
+    sideways step plus a forward or backward one), "W/S instead" (a forward or backward step, no sideways one) and
+    "other" (the wrong side, or standing), with "chunks" in all. A model that cannot tell a strafe from a turn misses
+    by standing or turning; one that drifts ahead misses with W/S (docs/sim-model.md, session 18)."""
+    counts = {"chunks": 0, "exact": 0, "with W/S": 0, "W/S instead": 0, "other": 0}
+    for r in results:
+        for c in r["chunks"]:
+            asked = Action.parse(c["commanded"]).move
+            if asked not in ("A", "D"):
+                continue
+            read = set(Action.parse(c["estimated"]).move.split("+")) - {""}
+            counts["chunks"] += 1
+            if read == {asked}:
+                counts["exact"] += 1
+            elif read & {"W", "S"}:
+                counts["with W/S" if read & {"A", "D"} else "W/S instead"] += 1
+            else:
+                counts["other"] += 1
+    return counts
+
+
 def markdown(results: Sequence[dict]) -> str:
     """A markdown table: one row per video plus the mean, then which method produced each metric."""
     head = ["case", "IF move", "IF rot", "IF both", "subject", "background", "smooth", "aesthetic", "imaging", "s"]
