@@ -133,8 +133,8 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     (out / "events.json").write_text(json.dumps(events, indent=1), encoding="utf-8")
     return {**summary(results), "event_hit_rate": events["event_hit_rate"], "if_by_chunk": if_by_chunk(results),
             "if_by_event": if_by_event(results), "if_by_move": if_by_move(results),
-            "sideways_reads": sideways_reads(results), "false_event_rate": events["false_event_rate"], "events_hidden": events["events_hidden"],
-            "table": markdown(results)}  # fmt: skip
+            "sideways_reads": sideways_reads(results), "false_event_rate": events["false_event_rate"],
+            "events_hidden": events["events_hidden"], "table": markdown(results)}  # fmt: skip
 
 
 @torch.no_grad()
