@@ -59,14 +59,14 @@ class LatentLoader:
         self.cache, self.batch_size, self.chunk = cache, batch_size, chunk
         # Chunks every picked clip must still hold from the batch's start: > 1 when Self-Forcing's real-data term
         # needs the clip's own continuation (`continuation`); 1 draws exactly the batches it always drew.
-        self.lookahead = lookahead
+        self.lookahead, self.span = lookahead, chunk * lookahead
         self._clips = {c.id: c for c in cache.clips}
         self.history_min, self.history_max = history_min, history_max
         self.decomposed_prob, self.first_frame_noise = decomposed_prob, first_frame_noise
         self.text_dropout = text_dropout
         self.seed, self.rank = seed, rank
         longest = max(c.frames for c in cache.clips)
-        span = chunk * lookahead
+        span = self.span
         allowed = {"t2v": longest >= span, "i2v": longest >= span + 1, "v2v": longest >= span + history_min}
         weights = np.array([w if allowed[m] else 0.0 for m, w in zip(MODES, mix)], dtype=np.float64)
         if weights.sum() <= 0:
@@ -89,9 +89,8 @@ class LatentLoader:
             start = 1
         else:
             longest = max(c.frames for c in self.cache.clips)
-            span = self.chunk * self.lookahead
-            start = int(shared.integers(self.history_min, min(self.history_max, longest - span) + 1))
-        eligible = [c for c in self.cache.clips if c.frames >= start + self.chunk * self.lookahead]
+            start = int(shared.integers(self.history_min, min(self.history_max, longest - self.span) + 1))
+        eligible = [c for c in self.cache.clips if c.frames >= start + self.span]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
         latents, history, contexts, scenes, actions = [], [], [], [], []
         # Its own stream, so that dropout changes the captions and nothing else a run draws.
@@ -123,11 +122,10 @@ class LatentLoader:
         if chunks > self.lookahead:
             raise ValueError(f"{chunks} chunks of continuation asked of a loader built with lookahead={self.lookahead}")
         clips = [self._clips[i] for i in batch.clip_ids]
-        targets, contexts = [], []
-        for k in range(chunks):
-            begin = batch.start + k * self.chunk
-            targets.append(torch.stack([self.cache.latents(c)[:, begin : begin + self.chunk] for c in clips]))
-            contexts.append([self.cache.compose(self.chunk_action(c, begin), s) for c, s in zip(clips, batch.scenes)])
+        latents = [self.cache.latents(c) for c in clips]  # each clip read once, sliced per chunk
+        begins = [batch.start + k * self.chunk for k in range(chunks)]
+        targets = [torch.stack([x[:, b : b + self.chunk] for x in latents]) for b in begins]
+        contexts = [[self.cache.compose(self.chunk_action(c, b), s) for c, s in zip(clips, batch.scenes)] for b in begins]
         return targets, contexts
 
     def action_contexts(self, batch: Batch, step: int, chunks: int) -> list[list[torch.Tensor]]:
