@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from yume.actions import Action
 from yume.data.cache import build_cache
@@ -15,7 +16,14 @@ from yume.models.wan import YumeTransformer
 from yume.train.config import TrainConfig, load_config
 from yume.train.dmd import dmd_loss
 from yume.train.loop import train
-from yume.train.self_forcing import Rollout, extend_history, few_step_sigmas, real_data_loss, rollout
+from yume.train.self_forcing import (
+    Rollout,
+    extend_history,
+    few_step_sigmas,
+    real_data_loss,
+    real_motion_loss,
+    rollout,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +73,7 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
         ("optim.lr=0", "config optim.lr = 0.0: must be > 0"),
         ("self_forcing.prefix_chunks=-1", "config self_forcing.prefix_chunks = -1: must be >= 0"),
         ("self_forcing.real_pool=0", "config self_forcing.real_pool = 0: must be >= 1"),
+        ("self_forcing.real_motion_weight=-1", "config self_forcing.real_motion_weight = -1.0: must be >= 0"),
     ],
 )
 def test_config_errors_name_the_key_and_value(tmp_path, override, message):
@@ -244,6 +253,27 @@ def test_real_data_loss_sees_where_things_are_not_their_detail():
     assert real_data_loss(Rollout([target.roll(2, dims=-1)], [None], [0]), [target], pool=2).item() > 0.1
 
 
+def test_real_motion_loss_sees_the_motion_not_the_content():
+    torch.manual_seed(0)
+    scene = torch.randn(1, 4, 1, 8, 16)
+    # The true chunk: a view panning one latent column a frame; kept to the first 8 columns so it has no wrap seam.
+    target = torch.cat([scene.roll(-t, dims=-1) for t in range(4)], dim=2)[..., :8]
+    # Content the rollout made up (the same offset in every frame) moves as the truth does: no motion loss, though
+    # the frame term sees it.
+    offset = target + torch.randn(1, 4, 1, 8, 8)
+    out = Rollout([offset], [None], [0])
+    assert real_motion_loss(out, [target], pool=1).item() < 1e-10
+    assert real_data_loss(out, [target], pool=1).item() > 0.5
+    # A view that stands still, or pans the other way, is a loss; the wrong way more than standing.
+    still = Rollout([target[:, :, :1].expand_as(target)], [None], [0])
+    back = Rollout([torch.cat([scene.roll(t, dims=-1) for t in range(4)], dim=2)[..., :8]], [None], [0])
+    assert 0.1 < real_motion_loss(still, [target], pool=1) < real_motion_loss(back, [target], pool=1)
+    # Pooled like the frame term: the change of each 2 x 2 cell's mean.
+    pooled = F.avg_pool3d(target, (1, 2, 2))
+    expected = F.mse_loss(torch.zeros_like(pooled[:, :, 1:]), pooled[:, :, 1:] - pooled[:, :, :-1])
+    torch.testing.assert_close(real_motion_loss(still, [target], pool=2), expected)
+
+
 def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_continuation(cache, tmp_path):
     from yume.data.cache import LatentCache
     from yume.data.loader import LatentLoader
@@ -263,11 +293,11 @@ def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_co
         loader.continuation(batch, 3)
     # In training: the real term is logged on the generator's turns (every step here), beside the DMD loss.
     cfg = config(cache, tmp_path, "run.steps=2", "self_forcing.chunks=2", "self_forcing.critic_ratio=1",
-                 "self_forcing.real_weight=1", "data.mix=0,1,1")  # fmt: skip
+                 "self_forcing.real_weight=1", "self_forcing.real_motion_weight=2", "data.mix=0,1,1")  # fmt: skip
     history = train(cfg.replace(stage="self-forcing"))
-    assert all(m["real_loss"] > 0 and np.isfinite(m["dmd_loss"]) for m in history)
-    with pytest.raises(ValueError, match="self_forcing.real_weight = 1.0: must be 0 when self_forcing.prefix_chunks"):
-        load_config(None, ["data.cache=c", "self_forcing.real_weight=1", "self_forcing.prefix_chunks=2"])
+    assert all(m["real_loss"] > 0 and m["real_motion_loss"] > 0 and np.isfinite(m["dmd_loss"]) for m in history)
+    with pytest.raises(ValueError, match=r"real_motion_weight = \(0.0, 1.0\): must be both 0 when self_forcing.prefix"):
+        load_config(None, ["data.cache=c", "self_forcing.real_motion_weight=1", "self_forcing.prefix_chunks=2"])
 
 
 def test_self_forcing_with_prefix_chunks_trains_after_its_own_rollout(cache, tmp_path):

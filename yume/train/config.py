@@ -75,6 +75,14 @@ class SelfForcingSection:
     # which a frame-exact regression would blur. Needs prefix_chunks = 0.
     real_weight: float = 0.0
     real_pool: int = 2
+    # > 0: the same rollout, plus real_motion_weight x the MSE between the frame-to-frame changes of each generated
+    # chunk and of the true one (pooled alike): the camera's motion, without the content a rollout makes up.
+    real_motion_weight: float = 0.0
+
+    @property
+    def real_data(self) -> bool:
+        """Whether steps roll out the clip's own actions and score them against its true continuation."""
+        return bool(self.real_weight or self.real_motion_weight)
 
 
 @dataclass
@@ -135,8 +143,10 @@ class TrainConfig:
         _check(sf.prefix_chunks >= 0, "self_forcing.prefix_chunks", sf.prefix_chunks, ">= 0")
         _check(sf.real_weight >= 0, "self_forcing.real_weight", sf.real_weight, ">= 0 (0 = DMD alone)")
         _check(sf.real_pool >= 1, "self_forcing.real_pool", sf.real_pool, ">= 1 (1 = no pooling)")
-        _check(not (sf.real_weight and sf.prefix_chunks), "self_forcing.real_weight", sf.real_weight,
-               "0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip
+        _check(sf.real_motion_weight >= 0, "self_forcing.real_motion_weight", sf.real_motion_weight, ">= 0 (0 = off)")
+        _check(not (sf.real_data and sf.prefix_chunks), "self_forcing.real_weight/real_motion_weight",
+               (sf.real_weight, sf.real_motion_weight),
+               "both 0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip
         _check(sf.critic_ratio >= 1, "self_forcing.critic_ratio", sf.critic_ratio, ">= 1")
         _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),

@@ -36,6 +36,7 @@ from yume.train.self_forcing import (
     few_step_sigmas,
     generator_dmd_loss,
     real_data_loss,
+    real_motion_loss,
     rollout,
 )
 
@@ -130,7 +131,7 @@ class Trainer:
             self.cache, batch_size=d.batch_size, chunk=d.chunk_latents, history_min=d.history_min,
             history_max=d.history_max, mix=d.mix, decomposed_prob=d.decomposed_prob,
             first_frame_noise=d.first_frame_noise, text_dropout=d.text_dropout, seed=cfg.run.seed, rank=info.rank,
-            lookahead=cfg.self_forcing.chunks if cfg.stage == "self-forcing" and cfg.self_forcing.real_weight else 1,
+            lookahead=cfg.self_forcing.chunks if cfg.stage == "self-forcing" and cfg.self_forcing.real_data else 1,
         )  # fmt: skip
         self.policy = cfg.model.history_policy
         self.autocast = (
@@ -197,7 +198,7 @@ class Trainer:
         exits = [int(e) for e in shared.integers(0, sf.steps, sf.chunks)]
         prefix = int(shared.integers(0, sf.prefix_chunks + 1)) if sf.prefix_chunks else 0
         targets = None
-        if sf.real_weight:
+        if sf.real_data:
             # The clip's own actions, so that its true continuation is the answer to them (t2v has no history that
             # pins where the camera is, so it is rolled out and scored by DMD alone).
             targets, true_contexts = self.loader.continuation(batch, sf.chunks)
@@ -229,9 +230,14 @@ class Trainer:
                                           generator=g, policy=self.policy, guidance=sf.guidance)  # fmt: skip
                 metrics["dmd_loss"] = loss.item()
                 if targets is not None:
-                    real = real_data_loss(out, targets, sf.real_pool)
-                    metrics["real_loss"] = real.item()
-                    loss = loss + sf.real_weight * real
+                    if sf.real_weight:
+                        real = real_data_loss(out, targets, sf.real_pool)
+                        metrics["real_loss"] = real.item()
+                        loss = loss + sf.real_weight * real
+                    if sf.real_motion_weight:
+                        motion = real_motion_loss(out, targets, sf.real_pool)
+                        metrics["real_motion_loss"] = motion.item()
+                        loss = loss + sf.real_motion_weight * motion
         if generator_turn:
             _check_finite(loss, step, "DMD generator loss")
             metrics["grad_norm"] = _optimize(gen, loss, cfg, lr)
@@ -346,6 +352,8 @@ def _format(m: dict, total: int) -> str:
         parts.append(f"prefix {m['prefix']}")
     if "real_loss" in m:
         parts.append(f"real {m['real_loss']:.4f}")
+    if "real_motion_loss" in m:
+        parts.append(f"real motion {m['real_motion_loss']:.4f}")
     parts += [f"lr {m['lr']:.3g}", f"{m['samples_per_s']:.2f} samples/s", m["mode"]]
     return "  ".join(parts)
 

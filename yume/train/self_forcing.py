@@ -132,3 +132,18 @@ def real_data_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torc
         return F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
 
     return torch.stack([F.mse_loss(low(x), low(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
+
+
+def real_motion_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
+    """Mean over chunks of the MSE between the frame-to-frame changes of each generated chunk and of the clip's true
+    one, both average-pooled pool x pool in space (`self_forcing.real_motion_weight`).
+
+    The frames themselves differ between a rollout and the clip (content the student made up, colours that drift)
+    far more than their changes do; the changes are the camera's motion, which is what the keys ask for.
+    """
+
+    def change(x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
+        return x[:, :, 1:] - x[:, :, :-1]
+
+    return torch.stack([F.mse_loss(change(x), change(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
