@@ -1,4 +1,4 @@
-# smoothdec.py OUT FIRST N KIND: `yume bench sim` with the chunk latents low-passed in time before the VAE decodes them
+# smoothdec.py OUT FIRST N KIND [WEIGHTS]: `yume bench sim` with the chunk latents low-passed in time before the VAE decodes them
 # (a diagnostic: does the walk's noise live in frame-to-frame latent jitter?). The DiT's history keeps the raw latents.
 # KIND: c121 (x[t-1] + 2x[t] + x[t+1]) / 4, the previous chunk's last latent on the left, the edge repeated on the right
 import sys
@@ -27,7 +27,7 @@ def _decode(self, latents, on_frames):
 
 WorldSession._decode = _decode
 torch.set_grad_enabled(False)
-world = WorldModel.load("yume-sim-small", device="cpu")
+world = WorldModel.load("yume-sim-small", device="cpu", weights=sys.argv[5] if len(sys.argv) > 5 else None)
 s = run_sim_bench(world, out, scenes=n, first_scene=first, detector=event_detector(world))
 print(f"model move {s['if_movement']:.3f} rot {s['if_rotation']:.3f}", _by_move(s["if_by_move"]))
 print("sideways", _sideways(s["sideways_reads"]), "imaging", round(s["imaging_quality"], 3))
