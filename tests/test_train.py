@@ -74,11 +74,15 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
         ("self_forcing.prefix_chunks=-1", "config self_forcing.prefix_chunks = -1: must be >= 0"),
         ("self_forcing.real_pool=0", "config self_forcing.real_pool = 0: must be >= 1"),
         ("self_forcing.real_motion_weight=-1", "config self_forcing.real_motion_weight = -1.0: must be >= 0"),
+        (
+            "self_forcing.real_motion_weight=1 data.chunk_latents=1",
+            "real_motion_weight = 1.0: must be 0 when data.chunk",
+        ),
     ],
 )
 def test_config_errors_name_the_key_and_value(tmp_path, override, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        load_config(None, ["data.cache=c", override])
+        load_config(None, ["data.cache=c", *override.split()])
 
 
 def test_flow_loss_falls_over_50_steps_on_a_fixed_batch(cache, tmp_path):

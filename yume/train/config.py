@@ -144,6 +144,8 @@ class TrainConfig:
         _check(sf.real_weight >= 0, "self_forcing.real_weight", sf.real_weight, ">= 0 (0 = DMD alone)")
         _check(sf.real_pool >= 1, "self_forcing.real_pool", sf.real_pool, ">= 1 (1 = no pooling)")
         _check(sf.real_motion_weight >= 0, "self_forcing.real_motion_weight", sf.real_motion_weight, ">= 0 (0 = off)")
+        _check(not (sf.real_motion_weight and d.chunk_latents < 2), "self_forcing.real_motion_weight",
+               sf.real_motion_weight, "0 when data.chunk_latents < 2 (one latent a chunk has no frame-to-frame change)")  # fmt: skip
         _check(not (sf.real_data and sf.prefix_chunks), "self_forcing.real_weight/real_motion_weight",
                (sf.real_weight, sf.real_motion_weight),
                "both 0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip

@@ -124,26 +124,28 @@ def fake_score_loss(
     return torch.stack(losses).mean()
 
 
+def _pooled(x: torch.Tensor, pool: int) -> torch.Tensor:
+    """[B, C, F, h, w] averaged over pool x pool cells in space, as float32."""
+    return F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
+
+
 def real_data_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
     """Mean over chunks of the MSE between each generated chunk and the clip's true one, both average-pooled
     pool x pool in space: where the camera's view went, not its fine detail (`self_forcing.real_weight`)."""
-
-    def low(x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
-
-    return torch.stack([F.mse_loss(low(x), low(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
+    losses = [F.mse_loss(_pooled(x, pool), _pooled(y.to(x.device), pool)) for x, y in zip(out.chunks, targets)]
+    return torch.stack(losses).mean()
 
 
 def real_motion_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
     """Mean over chunks of the MSE between the frame-to-frame changes of each generated chunk and of the clip's true
-    one, both average-pooled pool x pool in space (`self_forcing.real_motion_weight`).
+    one, both average-pooled pool x pool in space (`self_forcing.real_motion_weight`; chunks of 2+ latents).
 
     The frames themselves differ between a rollout and the clip (content the student made up, colours that drift)
     far more than their changes do; the changes are the camera's motion, which is what the keys ask for.
     """
 
     def change(x: torch.Tensor) -> torch.Tensor:
-        x = F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
+        x = _pooled(x, pool)
         return x[:, :, 1:] - x[:, :, :-1]
 
     return torch.stack([F.mse_loss(change(x), change(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
