@@ -65,7 +65,7 @@ class LatentLoader:
         self.decomposed_prob, self.first_frame_noise = decomposed_prob, first_frame_noise
         self.text_dropout = text_dropout
         self.seed, self.rank = seed, rank
-        longest = max(c.frames for c in cache.clips)
+        self.longest = longest = max(c.frames for c in cache.clips)
         span = self.span
         allowed = {"t2v": longest >= span, "i2v": longest >= span + 1, "v2v": longest >= span + history_min}
         weights = np.array([w if allowed[m] else 0.0 for m, w in zip(MODES, mix)], dtype=np.float64)
@@ -88,8 +88,7 @@ class LatentLoader:
         elif mode == "i2v":
             start = 1
         else:
-            longest = max(c.frames for c in self.cache.clips)
-            start = int(shared.integers(self.history_min, min(self.history_max, longest - self.span) + 1))
+            start = int(shared.integers(self.history_min, min(self.history_max, self.longest - self.span) + 1))
         eligible = [c for c in self.cache.clips if c.frames >= start + self.span]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
         latents, history, contexts, scenes, actions = [], [], [], [], []

@@ -290,9 +290,9 @@ def if_by_move(results: Sequence[dict]) -> dict[str, dict]:
 
 
 def sideways_reads(results: Sequence[dict]) -> dict[str, int]:
-    """What the estimator read in the chunks that ask for one sideways key alone (A or D): "exact", "with W/S" (the
-    sideways step plus a forward or backward one), "W/S instead" (a forward or backward step, no sideways one) and
-    "other" (the wrong side, or standing), with "chunks" in all. A model that cannot tell a strafe from a turn misses
+    """What the estimator read in the chunks that ask for one sideways key alone (A or D): "exact", "with W/S" (a
+    sideways step, either side, plus a forward or backward one), "W/S instead" (a forward or backward step, no
+    sideways one) and "other" (the wrong side alone, or standing), with "chunks" in all. A model that cannot tell a strafe from a turn misses
     by standing or turning; one that drifts ahead misses with W/S (docs/sim-model.md, session 18)."""
     counts = {"chunks": 0, "exact": 0, "with W/S": 0, "W/S instead": 0, "other": 0}
     for r in results:
