@@ -119,6 +119,21 @@ def test_synth_clip_keeps_the_camera_in_the_street_and_labels_every_transition()
     assert all(isinstance(a, Action) for a in actions) and caption.endswith(".")
 
 
+def test_synth_clip_moves_the_camera_at_the_speeds_asked():
+    def walk(**kw):  # world 16 holds D+→ then →: a step and a turn, then a turn alone
+        _, poses, actions, _ = synth_clip(16, height=32, width=32, segments=2, frames_per_segment=4, **kw)
+        heading = np.degrees(np.arctan2(poses[:, 0, 2], poses[:, 2, 2]))  # the viewing direction on the ground
+        return np.linalg.norm(np.diff(poses[:, [0, 2], 3], axis=0), axis=1), np.abs(np.diff(heading)), actions
+
+    slow_steps, slow_turns, slow_keys = walk()
+    fast_steps, fast_turns, fast_keys = walk(move_speed=0.2, turn_speed=3.0)
+    assert [str(a) for a in slow_keys] == ["D+→"] * 4 + ["→"] * 4 and fast_keys == slow_keys
+    np.testing.assert_allclose(slow_steps, [0.1] * 4 + [0.0] * 4, atol=1e-6)
+    np.testing.assert_allclose(fast_steps, [0.2] * 4 + [0.0] * 4, atol=1e-6)
+    np.testing.assert_allclose(slow_turns, 1.5, atol=1e-4)
+    np.testing.assert_allclose(fast_turns, 3.0, atol=1e-4)
+
+
 def test_synth_writes_a_dataset_that_checks_and_labels_back_to_its_actions(tmp_path):
     clips = synth_dataset(tmp_path / "raw", 2, height=32, width=32, segments=2, frames_per_segment=8, event_prob=1.0)
     assert [c.id for c in clips] == ["sim_00000", "sim_00001"]
@@ -153,6 +168,8 @@ def test_synth_rejects_bad_arguments(tmp_path):
         synth_dataset(tmp_path, 1, event_prob=1.5)
     with pytest.raises(ValueError, match="workers=0"):
         synth_dataset(tmp_path, 1, workers=0)
+    with pytest.raises(ValueError, match="move_speed=0"):
+        synth_dataset(tmp_path, 1, move_speed=0.0)
 
 
 def test_train_vae_writes_a_loadable_vae_with_measured_latent_stats(tmp_path):

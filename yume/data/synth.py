@@ -16,19 +16,21 @@ KERB = 4.0  # the camera stays within |x| < KERB metres of the street's centre l
 MAX_PITCH = 70.0  # degrees, inside the camera's 75° stop so that every pitch step shows in the poses
 
 
-def _segment_ok(camera: Camera, action: Action, frames: int) -> tuple[bool, Camera]:
+def _segment_ok(camera: Camera, action: Action, frames: int, move_speed: float = 0.1,
+                turn_speed: float = 1.5) -> tuple[bool, Camera]:  # fmt: skip
     for _ in range(frames):
-        camera = step_camera(camera, action.move, action.rotate)
+        camera = step_camera(camera, action.move, action.rotate, move_speed, turn_speed)
     return abs(camera.x) < KERB and abs(camera.pitch) < MAX_PITCH, camera
 
 
-def random_actions(rng: np.random.Generator, camera: Camera, segments: int, frames: int) -> list[Action]:
+def random_actions(rng: np.random.Generator, camera: Camera, segments: int, frames: int, move_speed: float = 0.1,
+                   turn_speed: float = 1.5) -> list[Action]:  # fmt: skip
     """`segments` actions drawn from all 81, each held `frames` frames, redrawn while one would leave the street."""
     out = []
     for _ in range(segments):
         for _try in range(100):
             action = ALL_ACTIONS[rng.integers(len(ALL_ACTIONS))]
-            ok, moved = _segment_ok(camera, action, frames)
+            ok, moved = _segment_ok(camera, action, frames, move_speed, turn_speed)
             if ok:
                 break
         else:
@@ -48,10 +50,13 @@ def synth_clip(
     event: str | None = None,
     event_onset: int = 0,
     supersample: int = 1,
+    move_speed: float = 0.1,
+    turn_speed: float = 1.5,
 ):
     """One clip of world `seed`: (frames [N, H, W, 3] uint8, poses [N, 4, 4], actions per transition, caption).
 
-    N = 1 + segments * frames_per_segment; the camera starts at a random spot, heading roughly along the street.
+    N = 1 + segments * frames_per_segment; the camera starts at a random spot, heading roughly along the street, and
+    a held key moves it `move_speed` metres and `turn_speed` degrees a frame.
     """
     rng = np.random.default_rng(seed)
     # Sun from the side, low (~25°) or high (~55°), so scenes differ in light as well as in buildings.
@@ -59,10 +64,9 @@ def synth_clip(
     side = rng.choice([-1.0, 1.0])
     world = World(seed=seed, sun=(side * 0.8 * np.cos(elevation), -np.sin(elevation), 0.6 * np.cos(elevation)))
     camera = Camera(x=rng.uniform(-2.0, 2.0), z=rng.uniform(-300.0, 300.0), yaw=rng.uniform(-30.0, 30.0))
-    actions = random_actions(rng, camera, segments, frames_per_segment)
-    frames, poses = render_clip(
-        world, actions, frames_per_segment, height, width, camera=camera, supersample=supersample
-    )
+    actions = random_actions(rng, camera, segments, frames_per_segment, move_speed, turn_speed)
+    frames, poses = render_clip(world, actions, frames_per_segment, height, width, camera=camera,
+                                supersample=supersample, move_speed=move_speed, turn_speed=turn_speed)  # fmt: skip
     if event is not None:
         frames = apply_event(frames, event, Scene(world, poses), ramp(len(frames), event_onset, 12))
     per_transition = [a for a in actions for _ in range(frames_per_segment)]
@@ -79,7 +83,8 @@ def synth_one(root: str | Path, seed: int, options: dict) -> Clip:
     frames, poses, actions, caption = synth_clip(
         seed, height=options["height"], width=options["width"], segments=segments,
         frames_per_segment=frames_per_segment, event=event, event_onset=int(rng.integers(0, n // 3 + 1)),
-        supersample=options["supersample"],
+        supersample=options["supersample"], move_speed=options.get("move_speed", 0.1),
+        turn_speed=options.get("turn_speed", 1.5),
     )  # fmt: skip
     return write_clip(root, f"sim_{seed:05d}", frames, options["fps"], caption,
                       event=event_text(event) if event else None, poses=poses, actions=actions)  # fmt: skip
@@ -101,6 +106,8 @@ def synth_dataset(
     frames_per_segment: int = 40,
     event_prob: float = 0.5,
     supersample: int = 1,
+    move_speed: float = 0.1,
+    turn_speed: float = 1.5,
     workers: int = 1,
     on_clip=None,
 ) -> list[Clip]:
@@ -108,7 +115,8 @@ def synth_dataset(
 
     Each clip carries poses, per-transition actions, a scene caption and, with probability `event_prob`, one event
     (uniform over `yume.sim.events.EVENTS`) that starts within the first third of the clip. `workers` > 1 renders
-    in that many processes; every clip depends on its seed alone, so the dataset is the same.
+    in that many processes; every clip depends on its seed alone, so the dataset is the same. A held key moves the
+    camera `move_speed` metres and turns it `turn_speed` degrees a frame (the defaults are the built-in model's).
     """
     if num_clips < 1:
         raise ValueError(f"num_clips={num_clips} must be >= 1")
@@ -116,8 +124,12 @@ def synth_dataset(
         raise ValueError(f"event_prob={event_prob} must be in [0, 1]")
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1")
+    if not (0.0 < move_speed <= 1.0 and 0.0 < turn_speed <= 10.0):
+        raise ValueError(f"move_speed={move_speed} (metres a frame) must be in (0, 1] and turn_speed={turn_speed} "
+                         "(degrees a frame) in (0, 10]")  # fmt: skip
     options = dict(height=height, width=width, fps=fps, segments=segments, frames_per_segment=frames_per_segment,
-                   event_prob=event_prob, supersample=supersample)  # fmt: skip
+                   event_prob=event_prob, supersample=supersample, move_speed=move_speed,
+                   turn_speed=turn_speed)  # fmt: skip
     jobs = [(root, first_seed + i, options) for i in range(num_clips)]
     clips = []
     if workers == 1:

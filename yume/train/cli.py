@@ -27,6 +27,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--segment-frames", type=int, default=40, help="frames each action is held (default 40)")
     p.add_argument("--event-prob", type=float, default=0.5, help="share of clips showing an event (default 0.5)")
     p.add_argument("--fps", type=float, default=16.0)
+    p.add_argument("--move-speed", type=float, default=0.1,
+                   help="metres the camera moves a frame while a move key is held (default 0.1, the built-in model's)")
+    p.add_argument("--turn-speed", type=float, default=1.5,
+                   help="degrees the camera turns a frame while an arrow is held (default 1.5, the built-in model's)")
     p.add_argument("--workers", type=int, default=1, help="processes rendering at once (e.g. the number of cores)")
     p.set_defaults(func=_synth)
 
@@ -172,7 +176,7 @@ def _synth(args) -> int:
         raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 128x128") from None
     clips = synth_dataset(args.out, args.clips, first_seed=args.first_seed, height=h, width=w, fps=args.fps,
                           segments=args.segments, frames_per_segment=args.segment_frames, event_prob=args.event_prob,
-                          workers=args.workers, on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
+                          move_speed=args.move_speed, turn_speed=args.turn_speed, workers=args.workers, on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
     print(f"{len(clips)} clips written to {args.out}")
     return 0
 
