@@ -357,6 +357,40 @@ def test_builtin_sim_model_with_a_stride_free_vae_takes_its_chunk_length_from_th
     assert session.history.shape[2] == 1 + 8
     with pytest.raises(ValueError, match="chunk_latents=0"):
         export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "x", chunk_latents=0)
+    with pytest.raises(ValueError, match="move_speed=0"):
+        export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "x", move_speed=0.0)
+
+
+def test_an_export_carries_its_worlds_key_speeds_to_the_benchmarks_true_videos(tmp_path):
+    """Data rendered with `yume data synth --move-speed 0.2`: the export records it, and the sim benchmark renders
+    the true videos (and the event detector's walks) at that speed."""
+    import json
+
+    from yume import YumeTransformer
+    from yume.bench.sim import world_speeds
+    from yume.eval.score import load_benchmark
+    from yume.sim.bench import rendered_generator, write_benchmark
+    from yume.train.export import export_builtin
+    from yume.vae import WanVAE
+    from yume.world import WorldModel
+
+    YumeTransformer.from_config("sim-small", seed=0).save_pretrained(tmp_path / "dit")
+    WanVAE.from_config("sim-small-t1", seed=0).save_pretrained(tmp_path / "vae")
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "fast", chunk_latents=8, move_speed=0.2)
+    assert json.loads((tmp_path / "fast" / "sampling.json").read_text()) == {"chunk_latents": 8, "move_speed": 0.2}
+    fast = WorldModel.load("yume-sim-small", device="cpu", weights=tmp_path / "fast")
+    assert world_speeds(fast) == {"move_speed": 0.2, "turn_speed": 1.5}
+    export_builtin(tmp_path / "dit", tmp_path / "vae", tmp_path / "plain", chunk_latents=8)
+    plain = WorldModel.load("yume-sim-small", device="cpu", weights=tmp_path / "plain")
+    assert world_speeds(plain) == {"move_speed": 0.1, "turn_speed": 1.5}
+    case = dataclasses.replace(load_benchmark(write_benchmark(tmp_path / "b", 1, chunks=2, height=64, width=64,
+                                                              frames_per_chunk=6))[0], actions=["D", "D"])  # fmt: skip
+    slow, _ = rendered_generator()(case)
+    quick, _ = rendered_generator(**world_speeds(fast))(case)
+    np.testing.assert_array_equal(rendered_generator(**world_speeds(plain))(case)[0], slow)
+    # 0.2 m a frame: frame 3 of the quick walk is where the slow walk is at frame 6 (the same spot, the same view)
+    diff = lambda a, b: np.abs(a.astype(int) - b).mean()  # noqa: E731
+    assert diff(quick[2], slow[5]) < 0.05 and diff(quick[5], slow[5]) > 1.0
 
 
 def test_builtin_sim_model_loads_an_export_given_as_weights_and_refuses_them_for_others(tmp_path):

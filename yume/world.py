@@ -207,6 +207,9 @@ class WorldModel:
                 info["sampling"] = recipe["preset"]
             if "chunk_latents" in recipe:
                 info["chunk_latents"] = int(recipe["chunk_latents"])
+            for key in ("move_speed", "turn_speed"):  # the key speeds of the world its data was rendered at
+                if key in recipe:
+                    info[key] = float(recipe[key])
         return cls(dit, vae, text, name, spec["resolution"], info=info)
 
     @classmethod

@@ -43,6 +43,12 @@ def write_model_benchmark(world: WorldModel, out: Path, scenes: int, first_scene
                            frames_per_chunk=chunk_frames(world))
 
 
+def world_speeds(world: WorldModel) -> dict[str, float]:
+    """The key speeds of the world the model's data was rendered at (its export's sampling.json, else synth's
+    defaults), as `rendered_generator` and `rendered_examples` take them."""
+    return {"move_speed": world.info.get("move_speed", 0.1), "turn_speed": world.info.get("turn_speed", 1.5)}
+
+
 def chunk_frames(world: WorldModel) -> int:
     """Frames per chunk the world generates (its training's chunk, in latents, times the VAE's temporal stride)."""
     return world.info.get("chunk_latents", 8) * world.vae.temporal_stride
@@ -59,7 +65,7 @@ def event_detector(world: WorldModel):
 
     h, w = world.default_resolution
     examples = rendered_examples(DETECTOR_WORLDS, height=h, width=w, chunk_frames=chunk_frames(world),
-                                 transform=vae_round_trip(world))
+                                 transform=vae_round_trip(world), **world_speeds(world))
     return EventDetector.fit(examples)
 
 
@@ -82,7 +88,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
     detector = detector or event_detector(world)
     ref = {}
     for name, transform in (("rendered", None), ("vae", vae_round_trip(world))):
-        rows, render = [], rendered_generator(transform)
+        rows, render = [], rendered_generator(transform, **world_speeds(world))
 
         def generate(case, render=render, rows=rows):  # scores the event of each true video as it goes by
             video, counts = render(case)

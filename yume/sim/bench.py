@@ -60,14 +60,15 @@ def write_benchmark(out: str | Path, num_scenes: int = 12, *, first_seed: int = 
     return path
 
 
-def rendered_generator(transform=None):
+def rendered_generator(transform=None, *, move_speed: float = 0.1, turn_speed: float = 1.5):
     """A `generate(case)` for `yume.eval.score.run_cases` that renders what a case asks for instead of generating it.
 
     Each case of `write_benchmark` starts in a known world at a known camera, so its true video can be rendered: the
     actions held for `frames_per_chunk` frames each, the event from its chunk on. `transform(frames) -> frames` (a
     VAE round trip of frames [1 + sk, ...], s its temporal stride) gives what a model with that VAE could show at
     best: the scorer's ceiling for it. Frame 0 (the start image) is dropped, as the session's chunks do not repeat
-    it.
+    it. A held key walks the camera `move_speed` metres and turns it `turn_speed` degrees a frame (the world a model
+    was trained on: `WorldModel.info`'s, else `yume data synth`'s defaults).
     """
     from yume.actions import Action
 
@@ -76,7 +77,7 @@ def rendered_generator(transform=None):
         world, camera = _start(seed)
         n = case.frames_per_chunk
         video, poses = render_clip(world, [Action.parse(str(a)) for a in case.actions], n, case.height, case.width,
-                                   camera=camera, supersample=2)  # fmt: skip
+                                   camera=camera, supersample=2, move_speed=move_speed, turn_speed=turn_speed)  # fmt: skip
         for i, text in sorted(case.events.items()):
             name = event_from_text(text)
             if name is not None:
@@ -90,7 +91,8 @@ def rendered_generator(transform=None):
 
 def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 500, height: int = 128,
                       width: int = 128, chunk_frames: int = 8,
-                      transform=None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+                      transform=None, move_speed: float = 0.1,
+                      turn_speed: float = 1.5) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """label -> (before, after) frame stacks [chunk_frames, H, W, 3] of rendered walks, as the benchmark asks them.
 
     Each walk is a start frame and three chunks of one held action: "none" leaves it plain, each event comes in from
@@ -102,7 +104,8 @@ def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 
     for i in range(num_worlds):
         world, camera = _start(first_seed + i)
         action = ALL_ACTIONS[np.random.default_rng(first_seed + i).integers(len(ALL_ACTIONS))]
-        clip, poses = render_clip(world, [action], 3 * n, height, width, camera=camera, supersample=1)
+        clip, poses = render_clip(world, [action], 3 * n, height, width, camera=camera, supersample=1,
+                                  move_speed=move_speed, turn_speed=turn_speed)  # fmt: skip
         strength = event_strength(len(clip), 1 + n)
         variants = {NONE: clip} | {e: apply_event(clip, e, Scene(world, poses), strength) for e in EVENTS}
         for name, video in variants.items():

@@ -138,6 +138,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--chunk-latents", type=int, default=None,
                    help="latent frames per chunk the DiT was trained on (data.chunk_latents), where it differs from "
                    "the built-in model's 4: e.g. 8 for configs/sim-small/flow-t1.toml")
+    p.add_argument("--move-speed", type=float, default=None,
+                   help="metres a frame the data's camera walked (yume data synth --move-speed), where not 0.1: "
+                   "the sim benchmark renders its true videos at it")
+    p.add_argument("--turn-speed", type=float, default=None,
+                   help="degrees a frame the data's camera turned (yume data synth --turn-speed), where not 1.5")
     p.set_defaults(func=_export)
 
 
@@ -247,7 +252,7 @@ def _export(args) -> int:
     from yume.train.export import export_builtin
 
     size = export_builtin(args.dit, args.vae, args.out, text=args.text, sampling=args.sampling,
-                          chunk_latents=args.chunk_latents)
+                          chunk_latents=args.chunk_latents, move_speed=args.move_speed, turn_speed=args.turn_speed)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
     return 0
 

@@ -1,7 +1,6 @@
 # refspeed.py OUT FIRST N SPEED: refchunks.py's true videos of `yume bench sim`'s cases (worlds FIRST..FIRST+N-1)
 # through the shipped VAE, scored chunk by chunk (OUT/results.json), with the camera walking SPEED metres a frame:
 # what a model trained on `yume data synth --move-speed SPEED` could show at best on the same cases.
-import functools
 import sys
 from pathlib import Path
 
@@ -14,9 +13,8 @@ from yume.eval.score import load_benchmark, run_cases, write_reports
 from yume.world import WorldModel
 
 out, first, n, speed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-sim_bench.render_clip = functools.partial(sim_bench.render_clip, move_speed=speed)
 torch.set_grad_enabled(False)
 world = WorldModel.load("yume-sim-small", device="cpu")
 cases = load_benchmark(write_model_benchmark(world, out, n, first))
-res = run_cases(cases, sim_bench.rendered_generator(vae_round_trip(world)), MotionConfig())
+res = run_cases(cases, sim_bench.rendered_generator(vae_round_trip(world), move_speed=speed), MotionConfig())
 write_reports(res, out / "results.json", out / "results.md")
