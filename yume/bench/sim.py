@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from yume.sim.camera import MOVE_SPEED, TURN_SPEED
 from yume.world import WorldModel
 
 
@@ -46,7 +47,7 @@ def write_model_benchmark(world: WorldModel, out: Path, scenes: int, first_scene
 def world_speeds(world: WorldModel) -> dict[str, float]:
     """The key speeds of the world the model's data was rendered at (its export's sampling.json, else synth's
     defaults), as `rendered_generator` and `rendered_examples` take them."""
-    return {"move_speed": world.info.get("move_speed", 0.1), "turn_speed": world.info.get("turn_speed", 1.5)}
+    return {"move_speed": world.info.get("move_speed", MOVE_SPEED), "turn_speed": world.info.get("turn_speed", TURN_SPEED)}
 
 
 def chunk_frames(world: WorldModel) -> int:
@@ -153,8 +154,8 @@ def round_trips(vae, video: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, tor
     return x.cpu(), y, alone.clamp(-1, 1).float().cpu()[:, :, 0].transpose(0, 1)[None]
 
 
-def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed: int = 7, move_speed: float = 0.1,
-               turn_speed: float = 1.5) -> dict:  # fmt: skip
+def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed: int = 7, move_speed: float = MOVE_SPEED,
+               turn_speed: float = TURN_SPEED) -> dict:  # fmt: skip
     """A VAE on held-out street clips: PSNR, and whether the camera motion survives its round trip.
 
     `clips` clips of unseen worlds (seeds 100000+), each holding one of the 81 actions (a shuffled cycle) for
@@ -210,7 +211,7 @@ def vae_report(vae, *, clips: int = 27, frames: int = 32, size: int = 128, seed:
 PAN_TURNS = ("→", "←", "↑", "↑→")  # the pans of `pan_report`: yaw, either way, pitch, and both at once
 
 
-def pan_report(vae, *, worlds: int = 6, frames: int = 8, size: int = 128, turn_speed: float = 1.5) -> dict:
+def pan_report(vae, *, worlds: int = 6, frames: int = 8, size: int = 128, turn_speed: float = TURN_SPEED) -> dict:
     """Does a VAE keep a pan rigid? `worlds` held-out worlds (100000+, the benchmark's start spots) x the four turns
     of PAN_TURNS: the camera turns `turn_speed` degrees a frame and never translates, for `frames` frames after the
     first. Returns, for the rendered pans, their round trips (video path) and every frame's own round trip (image

@@ -9,6 +9,7 @@ import numpy as np
 from yume.actions import ALL_ACTIONS, Action
 from yume.data.clips import Clip, write_clip, write_manifest
 from yume.sim import Camera, World, render_clip, step_camera
+from yume.sim.camera import MOVE_SPEED, TURN_SPEED
 from yume.sim.captions import scene_caption
 from yume.sim.events import EVENTS, Scene, apply_event, event_text, ramp
 
@@ -16,15 +17,15 @@ KERB = 4.0  # the camera stays within |x| < KERB metres of the street's centre l
 MAX_PITCH = 70.0  # degrees, inside the camera's 75° stop so that every pitch step shows in the poses
 
 
-def _segment_ok(camera: Camera, action: Action, frames: int, move_speed: float = 0.1,
-                turn_speed: float = 1.5) -> tuple[bool, Camera]:  # fmt: skip
+def _segment_ok(camera: Camera, action: Action, frames: int, move_speed: float = MOVE_SPEED,
+                turn_speed: float = TURN_SPEED) -> tuple[bool, Camera]:  # fmt: skip
     for _ in range(frames):
         camera = step_camera(camera, action.move, action.rotate, move_speed, turn_speed)
     return abs(camera.x) < KERB and abs(camera.pitch) < MAX_PITCH, camera
 
 
-def random_actions(rng: np.random.Generator, camera: Camera, segments: int, frames: int, move_speed: float = 0.1,
-                   turn_speed: float = 1.5) -> list[Action]:  # fmt: skip
+def random_actions(rng: np.random.Generator, camera: Camera, segments: int, frames: int, move_speed: float = MOVE_SPEED,
+                   turn_speed: float = TURN_SPEED) -> list[Action]:  # fmt: skip
     """`segments` actions drawn from all 81, each held `frames` frames, redrawn while one would leave the street."""
     out = []
     for _ in range(segments):
@@ -50,8 +51,8 @@ def synth_clip(
     event: str | None = None,
     event_onset: int = 0,
     supersample: int = 1,
-    move_speed: float = 0.1,
-    turn_speed: float = 1.5,
+    move_speed: float = MOVE_SPEED,
+    turn_speed: float = TURN_SPEED,
 ):
     """One clip of world `seed`: (frames [N, H, W, 3] uint8, poses [N, 4, 4], actions per transition, caption).
 
@@ -83,8 +84,8 @@ def synth_one(root: str | Path, seed: int, options: dict) -> Clip:
     frames, poses, actions, caption = synth_clip(
         seed, height=options["height"], width=options["width"], segments=segments,
         frames_per_segment=frames_per_segment, event=event, event_onset=int(rng.integers(0, n // 3 + 1)),
-        supersample=options["supersample"], move_speed=options.get("move_speed", 0.1),
-        turn_speed=options.get("turn_speed", 1.5),
+        supersample=options["supersample"], move_speed=options["move_speed"],
+        turn_speed=options["turn_speed"],
     )  # fmt: skip
     return write_clip(root, f"sim_{seed:05d}", frames, options["fps"], caption,
                       event=event_text(event) if event else None, poses=poses, actions=actions)  # fmt: skip
@@ -106,8 +107,8 @@ def synth_dataset(
     frames_per_segment: int = 40,
     event_prob: float = 0.5,
     supersample: int = 1,
-    move_speed: float = 0.1,
-    turn_speed: float = 1.5,
+    move_speed: float = MOVE_SPEED,
+    turn_speed: float = TURN_SPEED,
     workers: int = 1,
     on_clip=None,
 ) -> list[Clip]:

@@ -11,6 +11,7 @@ import numpy as np
 from yume.actions import MOVES, ROTATIONS, Action
 from yume.eval.motion import MotionConfig, estimate_chunk
 from yume.sim import Camera, World, render_clip
+from yume.sim.camera import MOVE_SPEED, TURN_SPEED
 from yume.sim.events import EVENTS, Scene, apply_event
 
 
@@ -22,8 +23,8 @@ def validate_if(
     frames: int = 16,
     seed: int = 0,
     motion: MotionConfig | None = None,
-    move_speed: float = 0.1,
-    turn_speed: float = 1.5,
+    move_speed: float = MOVE_SPEED,
+    turn_speed: float = TURN_SPEED,
     event: str | None = None,
 ) -> dict:
     """Render one clip per (move, rotate) combination and repeat (all 81 by default), estimate, and tally.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from yume.actions import ALL_ACTIONS
-from yume.sim.camera import Camera
+from yume.sim.camera import MOVE_SPEED, TURN_SPEED, Camera
 from yume.sim.captions import scene_caption
 from yume.sim.detect import NONE, EventDetector
 from yume.sim.events import EVENTS, Scene, apply_event, event_from_text, event_text
@@ -60,7 +60,7 @@ def write_benchmark(out: str | Path, num_scenes: int = 12, *, first_seed: int = 
     return path
 
 
-def rendered_generator(transform=None, *, move_speed: float = 0.1, turn_speed: float = 1.5):
+def rendered_generator(transform=None, *, move_speed: float = MOVE_SPEED, turn_speed: float = TURN_SPEED):
     """A `generate(case)` for `yume.eval.score.run_cases` that renders what a case asks for instead of generating it.
 
     Each case of `write_benchmark` starts in a known world at a known camera, so its true video can be rendered: the
@@ -91,8 +91,8 @@ def rendered_generator(transform=None, *, move_speed: float = 0.1, turn_speed: f
 
 def rendered_examples(num_worlds: int = 6, *, first_seed: int = HELD_OUT_SEED + 500, height: int = 128,
                       width: int = 128, chunk_frames: int = 8,
-                      transform=None, move_speed: float = 0.1,
-                      turn_speed: float = 1.5) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
+                      transform=None, move_speed: float = MOVE_SPEED,
+                      turn_speed: float = TURN_SPEED) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """label -> (before, after) frame stacks [chunk_frames, H, W, 3] of rendered walks, as the benchmark asks them.
 
     Each walk is a start frame and three chunks of one held action: "none" leaves it plain, each event comes in from

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from yume.sim.camera import Camera, intrinsics, step_camera
+from yume.sim.camera import MOVE_SPEED, TURN_SPEED, Camera, intrinsics, step_camera
 from yume.sim.world import Texture, World
 
 HORIZON = np.array([0.80, 0.85, 0.90], np.float32)
@@ -175,8 +175,8 @@ def render_clip(
     width: int,
     camera: Camera | None = None,
     fov_deg: float = 70.0,
-    move_speed: float = 0.1,
-    turn_speed: float = 1.5,
+    move_speed: float = MOVE_SPEED,
+    turn_speed: float = TURN_SPEED,
     supersample: int = 2,
 ):
     """Frames [1 + len(actions) * frames_per_action, H, W, 3] uint8 and camera-to-world poses [N, 4, 4].
