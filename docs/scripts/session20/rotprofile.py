@@ -1,7 +1,8 @@
 # rotprofile.py BENCH_OUT...: for the chunks of `yume bench sim` outputs that ask to turn without a step (yaw or
 # pitch alone), the dense flow (frame 0 -> 4 of the chunk) across the picture, against the same chunk of the true
 # video through the model's VAE. A true turn moves the edges faster than the centre (1 + (x/f)^2: 1.49x at 35 deg of
-# a 70 deg view); a picture slid as a whole does not. Prints the edge/centre ratio and a rotation-only residual.
+# a 70 deg view); a picture slid as a whole does not. Prints the median edge/centre ratio and the
+# flow's spread over the middle of the picture relative to its mean (a slide would be near 0).
 import json
 import sys
 from pathlib import Path
@@ -48,7 +49,7 @@ for out in map(Path, sys.argv[1:]):
                 continue
             s = sum(sizes[:i])
             for name, v in (("model", video), ("true", true)):
-                rows[name].append((axis,) + profile(v[s], v[s + 4], axis) + (ch["parallax_px_per_frame"] if name == "model" else np.nan,))
+                rows[name].append((axis, *profile(v[s], v[s + 4], axis)))
 for name, r in rows.items():
     for axis in ("yaw", "pitch"):
         a = np.array([x[1:] for x in r if x[0] == axis], float)
