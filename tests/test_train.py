@@ -15,6 +15,7 @@ from yume.data.clips import write_clip, write_manifest
 from yume.models.wan import YumeTransformer
 from yume.train.config import TrainConfig, load_config
 from yume.train.dmd import dmd_loss
+from yume.train.flow import add_noise, flow_loss, motion_loss
 from yume.train.loop import train
 from yume.train.self_forcing import (
     Rollout,
@@ -78,6 +79,8 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
             "self_forcing.real_motion_weight=1 data.chunk_latents=1",
             "real_motion_weight = 1.0: must be 0 when data.chunk",
         ),
+        ("flow.motion_weight=-0.5", "config flow.motion_weight = -0.5: must be >= 0"),
+        ("flow.motion_weight=2 data.chunk_latents=1", "flow.motion_weight = 2.0: must be 0 when data.chunk_latents < 2"),
     ],
 )
 def test_config_errors_name_the_key_and_value(tmp_path, override, message):
@@ -93,6 +96,39 @@ def test_flow_loss_falls_over_50_steps_on_a_fixed_batch(cache, tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [m["step"] for m in logged] == list(range(1, 51))
     assert {"loss", "grad_norm", "lr", "samples_per_s"} <= set(logged[0])
+
+
+def test_flow_motion_loss_charges_the_implied_chunks_motion_not_its_content():
+    torch.manual_seed(0)
+    scene = torch.randn(2, 4, 1, 8, 16)
+    x = torch.cat([scene.roll(-t, dims=-1) for t in range(4)], dim=2)[..., :8]  # a view panning a column a frame
+    noise, sigma = torch.randn_like(x), torch.tensor([0.3, 0.8])
+    x_t = add_noise(x, noise, sigma)
+    s = sigma.view(-1, 1, 1, 1, 1)
+
+    def velocity(x_hat):  # the velocity whose clean-chunk estimate x_t − σ·v is x_hat
+        return (x_t - x_hat) / s
+
+    # Made-up content, the same in every frame: the flow loss sees it, the motion term does not.
+    content = velocity(x + torch.randn(2, 4, 1, 8, 8))
+    assert motion_loss(content, x, noise, sigma).item() < 1e-10
+    assert flow_loss(content, x, noise).item() > 0.5
+    # A view that stands still is charged exactly the MSE of the true chunk's frame-to-frame changes ...
+    still = velocity(x[:, :, :1].expand_as(x))
+    torch.testing.assert_close(motion_loss(still, x, noise, sigma), (x.diff(dim=2) ** 2).mean())
+    # ... one that pans the other way more; the exact velocity nothing.
+    back = velocity(torch.cat([scene.roll(t, dims=-1) for t in range(4)], dim=2)[..., :8])
+    assert motion_loss(still, x, noise, sigma) < motion_loss(back, x, noise, sigma)
+    assert motion_loss(noise - x, x, noise, sigma).item() == 0.0
+
+
+def test_flow_stage_with_a_motion_term_logs_both_parts(cache, tmp_path):
+    history = train(config(cache, tmp_path, "run.steps=3", "flow.motion_weight=2"))
+    for m in history:
+        assert m["motion_loss"] > 0 and m["flow_loss"] > 0
+        assert m["loss"] == pytest.approx(m["flow_loss"] + 2 * m["motion_loss"], rel=1e-5)
+    logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[0])
+    assert {"flow_loss", "motion_loss"} <= set(logged)
 
 
 class Kill(Exception):

@@ -51,6 +51,9 @@ class FlowSection:
     shift: float = 7.0  # σ' = sσ / (1 + (s − 1)σ) after logit-normal sampling; 7 for the 5B model
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    # > 0: plus motion_weight x the MSE of the frame-to-frame changes of the clean chunk the velocity implies against
+    # the true chunk's (yume.train.flow.motion_loss): the camera's motion charged apart from the content.
+    motion_weight: float = 0.0
 
 
 @dataclass
@@ -139,6 +142,10 @@ class TrainConfig:
         _check(r.max_minutes >= 0, "run.max_minutes", r.max_minutes, ">= 0 (0 = no time limit)")
         _check(self.flow.shift > 0 and self.flow.logit_std > 0, "flow.shift/logit_std",
                (self.flow.shift, self.flow.logit_std), "both > 0")  # fmt: skip
+        _check(self.flow.motion_weight >= 0, "flow.motion_weight", self.flow.motion_weight, ">= 0 (0 = off)")
+        _check(not (self.stage == "flow" and self.flow.motion_weight and self.data.chunk_latents < 2),
+               "flow.motion_weight", self.flow.motion_weight,
+               "0 when data.chunk_latents < 2 (one latent a chunk has no frame-to-frame change)")  # fmt: skip
         _check(sf.chunks >= 1 and sf.steps >= 1, "self_forcing.chunks/steps", (sf.chunks, sf.steps), "both >= 1")
         _check(sf.prefix_chunks >= 0, "self_forcing.prefix_chunks", sf.prefix_chunks, ">= 0")
         _check(sf.real_weight >= 0, "self_forcing.real_weight", sf.real_weight, ">= 0 (0 = DMD alone)")

@@ -179,14 +179,17 @@ class Trainer:
         part, f = self.parts["generator"], self.cfg.flow
         dev = self.device
         with self.autocast:
-            loss = flow_step_loss(
+            loss, parts = flow_step_loss(
                 part.model, batch.latents.to(dev), None if batch.history is None else batch.history.to(dev),
                 [c.to(dev) for c in batch.context], generator=g, policy=self.policy, shift=f.shift,
-                mean=f.logit_mean, std=f.logit_std,
+                mean=f.logit_mean, std=f.logit_std, motion_weight=f.motion_weight,
             )  # fmt: skip
         _check_finite(loss, step, "flow loss")
         norm = _optimize(part, loss, self.cfg, lr_at(step, self.cfg.optim.lr, self.cfg.optim.warmup_steps))
-        return {"loss": loss.item(), "grad_norm": norm, "mode": batch.mode, "samples": len(batch.clip_ids)}
+        metrics = {"loss": loss.item(), "grad_norm": norm, "mode": batch.mode, "samples": len(batch.clip_ids)}
+        if "motion" in parts:
+            metrics["flow_loss"], metrics["motion_loss"] = parts["flow"], parts["motion"]
+        return metrics
 
     def self_forcing_step(self, step: int) -> dict:
         cfg, sf, dev = self.cfg, self.cfg.self_forcing, self.device
@@ -354,6 +357,8 @@ def _format(m: dict, total: int) -> str:
         parts.append(f"real {m['real_loss']:.4f}")
     if "real_motion_loss" in m:
         parts.append(f"real motion {m['real_motion_loss']:.4f}")
+    if "motion_loss" in m:
+        parts.append(f"flow {m['flow_loss']:.5f}  motion {m['motion_loss']:.5f}")
     parts += [f"lr {m['lr']:.3g}", f"{m['samples_per_s']:.2f} samples/s", m["mode"]]
     return "  ".join(parts)
 
