@@ -29,6 +29,15 @@
 # noise on its input (default 0.3: a decoder for a DiT's latents, not only the encoder's); OUT gets it as vae-dec.tar.
 # Not free: on an H200 (session 13) it halved the DiT's samples/s (370 against 710-765 alone) and itself ran 950
 # steps of 16 in 6 min; a slot that wants both is better split into two calls, one for each.
+# MOVE_SPEED / TURN_SPEED / SEGMENTS / SEGMENT_FRAMES: render the worlds at other key speeds (`yume data synth
+# --move-speed` ...; a 0.2 m walk wants SEGMENTS=4 SEGMENT_FRAMES=20 to stay in the street); the export records the
+# speeds in sampling.json. FLOW_SETS: more `--set` overrides for the DiT, e.g. "optim.lr=3e-4 flow.motion_weight=2".
+# The next slot's plan (docs/sim-model.md, sessions 20-21): all worlds at 0.2 m a frame from the flow DiT the package
+# was distilled from (git archive d21aff3 yume/assets/yume-sim-small/dit | tar x --strip-components 4 -C
+# runs/sim/gpu17-2188/dit, carried to the slot):
+#   TEXT=yume/assets/yume-sim-small/text VAE_INIT=yume/assets/yume-sim-small/vae VAE_MINUTES=0 EMA=0.998 \
+#   DIT_INIT=runs/sim/gpu17-2188/dit \
+#   MOVE_SPEED=0.2 SEGMENTS=4 SEGMENT_FRAMES=20 CLIPS_FIRST=1120 CLIPS_MORE=0 bash configs/sim-small/gpu-slot.sh
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
@@ -41,6 +50,11 @@ BATCH=${BATCH:-128}
 DEVICE=${DEVICE:-cuda}
 PRESET=()
 [ -n "${VAE_PRESET:-}" ] && PRESET=(--preset "$VAE_PRESET")
+SYNTH_ARGS=()  # the world's key speeds and segments, when not the data defaults
+[ -n "${MOVE_SPEED:-}" ] && SYNTH_ARGS+=(--move-speed "$MOVE_SPEED")
+[ -n "${TURN_SPEED:-}" ] && SYNTH_ARGS+=(--turn-speed "$TURN_SPEED")
+[ -n "${SEGMENTS:-}" ] && SYNTH_ARGS+=(--segments "$SEGMENTS")
+[ -n "${SEGMENT_FRAMES:-}" ] && SYNTH_ARGS+=(--segment-frames "$SEGMENT_FRAMES")
 T0=$(date +%s)
 CORES=$(nproc)
 RENDER_A=$((CORES > 3 ? CORES - 1 : 1))
@@ -64,12 +78,13 @@ cache() {  # cache OUT LOG DATASET...
 FLOW=(--config configs/sim-small/flow.toml --set run.out="$WORK/flow" --set data.batch_size="$BATCH"
       --set run.steps=1000000 --set run.save_every=1000000 --set run.log_every=100 --set run.ema_decay="${EMA:-0.999}")
 [ -n "${DIT_INIT:-}" ] && FLOW+=(--set model.weights="$DIT_INIT")
+for kv in ${FLOW_SETS:-}; do FLOW+=(--set "$kv"); done
 
 say "render ${CLIPS_FIRST} worlds on ${RENDER_A} of ${CORES} cores"
-yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --first-seed "$FIRST_SEED" --workers "$RENDER_A" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
+yume data synth "$WORK/raw-a" --clips "$CLIPS_FIRST" --first-seed "$FIRST_SEED" --workers "$RENDER_A" "${SYNTH_ARGS[@]}" >"$WORK/synth-a.log" 2>&1 || fail synth "$WORK/synth-a.log"
 if [ "$CLIPS_MORE" -gt 0 ]; then
     yume data synth "$WORK/raw-b" --clips "$CLIPS_MORE" --first-seed "$((FIRST_SEED + CLIPS_FIRST))" --workers "$RENDER_B" \
-        >"$WORK/synth-b.log" 2>&1 &
+        "${SYNTH_ARGS[@]}" >"$WORK/synth-b.log" 2>&1 &
     SYNTH=$!
 fi
 
@@ -138,6 +153,8 @@ CKPT=$(ls -d "$WORK"/flow/checkpoints/step-* | tail -1)
 say "pack $CKPT"
 EXPORT_ARGS=(--sampling flow-cfg)  # a flow model: 16 steps with CFG 3 (docs/sim-model.md)
 [ -n "${TEXT:-}" ] && EXPORT_ARGS+=(--text "$TEXT")
+[ -n "${MOVE_SPEED:-}" ] && EXPORT_ARGS+=(--move-speed "$MOVE_SPEED")
+[ -n "${TURN_SPEED:-}" ] && EXPORT_ARGS+=(--turn-speed "$TURN_SPEED")
 # sessions sample the DiT in the chunks its flow config trained it on (flow-t1.toml: 8 latents; the others 4)
 EXPORT_ARGS+=(--chunk-latents "$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['data']['chunk_latents'])" "${FLOW[1]}")")
 yume train export "$CKPT/generator/ema" "$WORK/vae" "$WORK/model" "${EXPORT_ARGS[@]}"
