@@ -1,9 +1,12 @@
-# truehistory.py OUT WEIGHTS FIRST N [K]: is the walk lost to the history a model made itself? For the plain cases of
+# truehistory.py OUT WEIGHTS FIRST N [K | same]: is the walk lost to the history a model made itself? For the plain cases of
 # `yume bench sim`'s worlds FIRST..FIRST+N-1, each chunk i is generated on the TRUE history (the case's rendered
 # video up to the chunk, through the model's VAE, at the model's key speeds) instead of the chunks the model made
 # before it, and scored as the benchmark scores it; OUT/results.json holds one "video" per (case, chunk): the true
 # frames before the chunk, then the generated chunk, with only that chunk's row kept. With K, chunks 2-3 see only the
 # last K latents of the true history (K=1: the chunk starts from the last true frame, as chunk 1 from the image).
+# With "same", chunk 2 alone is made, on a true history that already holds chunk 2's action (the case re-rendered
+# with that action from the start): the model continuing the motion it sees, which most v2v training batches ask.
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -17,7 +20,9 @@ from yume.session import SessionConfig, WorldSession, to_uint8
 from yume.world import WorldModel
 
 out, weights, first, n_worlds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-window = int(sys.argv[5]) if len(sys.argv) > 5 else None
+mode = sys.argv[5] if len(sys.argv) > 5 else None
+same = mode == "same"
+window = int(mode) if mode is not None and not same else None
 torch.set_grad_enabled(False)
 world = WorldModel.load("yume-sim-small", weights=weights, device="cpu")
 speeds = world_speeds(world)
@@ -31,12 +36,14 @@ def keep(video):  # the whole rendered video, frame 0 (the start image) included
 
 
 for case in cases:
+    if same:  # chunk 2's action held from the start: the history shows the motion the chunk asks for
+        case = dataclasses.replace(case, actions=[case.actions[1]] * len(case.actions))
     sim_bench.rendered_generator(keep, **speeds)(case)
     true = torch.from_numpy(captured["video"]).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
     z = world.vae.encode(true)  # [1, C, 1 + 3n, h, w]: one latent a frame (the stride-free VAE)
     n = case.frames_per_chunk
     for i, action in enumerate(case.actions):
-        if window is not None and i == 0:
+        if (window is not None and i == 0) or (same and i != 1):
             continue  # chunk 1 starts from the image either way: the run without K has it
         cfg = SessionConfig(height=case.height, width=case.width, seed=case.seed)
         session = WorldSession(world, case.prompt, image=case.image, config=cfg)
