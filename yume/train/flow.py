@@ -57,15 +57,13 @@ def flow_step_loss(
     motion_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The flow loss of one batch: noise the chunk [B, C, f, h, w] only; the history stays clean (σ = 0). Returns the
-    loss to minimise and its parts ("flow", and "motion" when motion_weight > 0) for the log."""
+    loss to minimise and, when motion_weight > 0, its parts {"flow", "motion"} for the log (else {})."""
     sigma = sample_sigmas(latents.shape[0], generator=generator, mean=mean, std=std, shift=shift)
     noise = torch.randn(latents.shape, generator=generator).to(latents)
     x_t = add_noise(latents, noise, sigma)
     velocity = model(x_t, sigma.to(latents.device), context, history, policy=policy)
     loss = flow_loss(velocity, latents, noise)
-    parts = {"flow": loss.item()}
-    if motion_weight:
-        motion = motion_loss(velocity, latents, noise, sigma)
-        parts["motion"] = motion.item()
-        loss = loss + motion_weight * motion
-    return loss, parts
+    if not motion_weight:
+        return loss, {}
+    motion = motion_loss(velocity, latents, noise, sigma)
+    return loss + motion_weight * motion, {"flow": loss.item(), "motion": motion.item()}
