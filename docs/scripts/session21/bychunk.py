@@ -10,11 +10,12 @@ import numpy as np
 ANGLE = {"W": 0, "W+D": 45, "D": 90, "S+D": 135, "S": 180, "S+A": 225, "A": 270, "W+A": 315}
 
 
-def direction_error(c: dict) -> float:
+def direction_error(c: dict) -> float:  # as session 20's byturn.py: nan where no direction was read
     move = "+".join(k for k in c["commanded"].split("+") if k in "WASD")
     right, forward = c["direction_right_forward"]
-    d = abs(math.degrees(math.atan2(right, forward)) % 360 - ANGLE[move]) % 360
-    return min(d, 360 - d)
+    if not (right or forward):
+        return math.nan
+    return abs((math.degrees(math.atan2(right, forward)) - ANGLE[move] + 180) % 360 - 180)
 
 
 for path in sys.argv[1:]:
@@ -28,6 +29,6 @@ for path in sys.argv[1:]:
             rows = [c for k, i, c in chunks if i == index and kind in ("all", k)]
             steps = [c for c in rows if any(key in c["commanded"] for key in "WASD")]
             par = np.median([c["parallax_px_per_frame"] for c in steps]) if steps else math.nan
-            err = np.median([direction_error(c) for c in steps]) if steps else math.nan
+            err = np.nanmedian([direction_error(c) for c in steps]) if steps else math.nan
             parts.append(f"chunk {index}: {sum(c['move_ok'] for c in rows)} of {len(rows)} ({par:.2f} px, {err:.0f} deg)")
         print(f"{path} {kind}: " + "; ".join(parts))
