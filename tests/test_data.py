@@ -183,6 +183,14 @@ def test_loader_modes_shapes_and_determinism(cache):
     assert x.clip_ids == y.clip_ids
 
 
+def test_history_stride_draws_only_lengths_on_the_stride(cache):
+    root, _, _ = cache
+    c = LatentCache(root / "cache")  # the longest clip has 4 latents: with a 1-latent chunk, histories of 1..3
+    kw = dict(batch_size=2, chunk=1, history_min=1, history_max=3, mix=(0, 0, 1), seed=0)
+    seen = {s: {LatentLoader(c, history_stride=s, **kw).batch(t).history.shape[2] for t in range(40)} for s in (1, 2, 3)}
+    assert seen == {1: {1, 2, 3}, 2: {1, 3}, 3: {1}}
+
+
 def test_first_frame_noise_touches_only_history_latent_0(cache):
     root, _, _ = cache
     c = LatentCache(root / "cache")

@@ -79,6 +79,7 @@ def test_config_reads_toml_and_yaml_applies_overrides_and_round_trips(tmp_path):
             "self_forcing.real_motion_weight=1 data.chunk_latents=1",
             "real_motion_weight = 1.0: must be 0 when data.chunk",
         ),
+        ("data.history_stride=0", "config data.history_stride = 0: must be >= 1"),
         ("flow.motion_weight=-0.5", "config flow.motion_weight = -0.5: must be >= 0"),
         ("flow.motion_weight=2 data.chunk_latents=1", "flow.motion_weight = 2.0: must be 0 when data.chunk_latents < 2"),
     ],

@@ -33,7 +33,8 @@ class LatentLoader:
     """Samples T2V / I2V / V2V batches with probabilities `mix` (t2v, i2v, v2v).
 
     t2v: the chunk is the clip's first `chunk` latents, no history. i2v: history = latent 0 (the first frame alone).
-    v2v: history = the prefix latents[0:s] with s drawn from [history_min, history_max], then the chunk.
+    v2v: history = the prefix latents[0:s] with s drawn from [history_min, history_max] in steps of
+    `history_stride`, then the chunk.
     `first_frame_noise` > 0 noises history latent 0 with σ ~ U(0, first_frame_noise), so the model does not rely on
     a pixel-perfect start frame. Captions are decomposed (action ⊕ scene) with probability `decomposed_prob`, and
     replaced by the empty caption's embedding with probability `text_dropout`, so classifier-free guidance has an
@@ -48,6 +49,7 @@ class LatentLoader:
         chunk: int,
         history_min: int = 2,
         history_max: int = 250,
+        history_stride: int = 1,
         mix: tuple[float, float, float] = (0.3, 0.3, 0.4),
         decomposed_prob: float = 0.6,
         first_frame_noise: float = 0.0,
@@ -61,7 +63,7 @@ class LatentLoader:
         # needs the clip's own continuation (`continuation`); 1 draws exactly the batches it always drew.
         self.lookahead, self.span = lookahead, chunk * lookahead
         self._clips = {c.id: c for c in cache.clips}
-        self.history_min, self.history_max = history_min, history_max
+        self.history_min, self.history_max, self.history_stride = history_min, history_max, history_stride
         self.decomposed_prob, self.first_frame_noise = decomposed_prob, first_frame_noise
         self.text_dropout = text_dropout
         self.seed, self.rank = seed, rank
@@ -88,7 +90,12 @@ class LatentLoader:
         elif mode == "i2v":
             start = 1
         else:
-            start = int(shared.integers(self.history_min, min(self.history_max, self.longest - self.span) + 1))
+            top = min(self.history_max, self.longest - self.span)
+            if self.history_stride == 1:  # drawn as before the stride existed, so old runs replay the same batches
+                start = int(shared.integers(self.history_min, top + 1))
+            else:
+                start = self.history_min + self.history_stride * int(
+                    shared.integers(0, max(top - self.history_min, 0) // self.history_stride + 1))
         eligible = [c for c in self.cache.clips if c.frames >= start + self.span]
         picks = [eligible[i] for i in rng.integers(0, len(eligible), self.batch_size)]
         latents, history, contexts, scenes, actions = [], [], [], [], []

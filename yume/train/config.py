@@ -29,6 +29,9 @@ class DataSection:
     chunk_latents: int = 8  # latent frames denoised per step (8 = 29 frames in the release)
     history_min: int = 2  # latent frames of history prefix in v2v steps
     history_max: int = 250
+    # v2v history lengths drawn from history_min, history_min + stride, ...: with data whose action changes every
+    # `stride` frames after the first, stride = chunk_latents puts every chunk on one action, as inference's are.
+    history_stride: int = 1
     mix: tuple[float, float, float] = (0.3, 0.3, 0.4)  # t2v, i2v, v2v
     decomposed_prob: float = 0.6  # the paper's probability of encoding action and scene separately
     first_frame_noise: float = 0.0  # max σ of the noise added to history latent 0
@@ -131,6 +134,7 @@ class TrainConfig:
         _check(d.chunk_latents >= 1, "data.chunk_latents", d.chunk_latents, ">= 1")
         _check(1 <= d.history_min <= d.history_max, "data.history_min/max", (d.history_min, d.history_max),
                "1 <= history_min <= history_max")  # fmt: skip
+        _check(d.history_stride >= 1, "data.history_stride", d.history_stride, ">= 1")
         _check(len(d.mix) == 3 and min(d.mix) >= 0 and sum(d.mix) > 0, "data.mix", d.mix,
                "three weights >= 0 (t2v, i2v, v2v), not all zero")  # fmt: skip
         _check(0 <= d.decomposed_prob <= 1, "data.decomposed_prob", d.decomposed_prob, "in [0, 1]")

@@ -129,7 +129,7 @@ class Trainer:
         self.cache = LatentCache(d.cache)
         self.loader = LatentLoader(
             self.cache, batch_size=d.batch_size, chunk=d.chunk_latents, history_min=d.history_min,
-            history_max=d.history_max, mix=d.mix, decomposed_prob=d.decomposed_prob,
+            history_max=d.history_max, history_stride=d.history_stride, mix=d.mix, decomposed_prob=d.decomposed_prob,
             first_frame_noise=d.first_frame_noise, text_dropout=d.text_dropout, seed=cfg.run.seed, rank=info.rank,
             lookahead=cfg.self_forcing.chunks if cfg.stage == "self-forcing" and cfg.self_forcing.real_data else 1,
         )  # fmt: skip
