@@ -32,12 +32,12 @@
 # MOVE_SPEED / TURN_SPEED / SEGMENTS / SEGMENT_FRAMES: render the worlds at other key speeds (`yume data synth
 # --move-speed` ...; a 0.2 m walk wants SEGMENTS=4 SEGMENT_FRAMES=20 to stay in the street); the export records the
 # speeds in sampling.json. FLOW_SETS: more `--set` overrides for the DiT, e.g. "optim.lr=3e-4 flow.motion_weight=2".
-# The next slot's plan (docs/sim-model.md, sessions 20-21): all worlds at 0.2 m a frame from the flow DiT the package
-# was distilled from (git archive d21aff3 yume/assets/yume-sim-small/dit | tar x --strip-components 4 -C
-# runs/sim/gpu17-2188/dit, carried to the slot):
+# The next slot's plan (docs/sim-model.md, sessions 20-22): all worlds at 0.2 m a frame with an action drawn anew
+# every 8 frames and v2v histories on that chunk grid, from session 22's flow DiT, kept in history
+# (git archive 0c8521d kept/session22/export-s8/dit | tar x --strip-components 3 -C runs/sim/s8, carried to the slot):
 #   TEXT=yume/assets/yume-sim-small/text VAE_INIT=yume/assets/yume-sim-small/vae VAE_MINUTES=0 EMA=0.998 \
-#   DIT_INIT=runs/sim/gpu17-2188/dit \
-#   MOVE_SPEED=0.2 SEGMENTS=4 SEGMENT_FRAMES=20 CLIPS_FIRST=1120 CLIPS_MORE=0 bash configs/sim-small/gpu-slot.sh
+#   DIT_INIT=runs/sim/s8/dit FLOW_SETS="data.history_min=9 data.history_stride=8 data.mix=0.05,0.4,0.55" \
+#   MOVE_SPEED=0.2 SEGMENTS=10 SEGMENT_FRAMES=8 CLIPS_FIRST=1120 CLIPS_MORE=0 bash configs/sim-small/gpu-slot.sh
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
 SLOT=${SLOT:-540}
