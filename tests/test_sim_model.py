@@ -161,6 +161,27 @@ def test_synth_in_worker_processes_writes_the_same_dataset(tmp_path):
         np.testing.assert_array_equal(read_frames(a.video), read_frames(b.video))
 
 
+def test_synth_event_onsets_are_drawn_from_the_given_frames(tmp_path, monkeypatch):
+    import yume.data.synth as synth
+
+    seen = []
+
+    def recording(seed, **kw):
+        seen.append(kw["event_onset"])
+        return real(seed, **kw)
+
+    real = synth.synth_clip
+    monkeypatch.setattr(synth, "synth_clip", recording)
+    kw = dict(height=32, width=32, segments=3, frames_per_segment=8, event_prob=1.0)
+    synth_dataset(tmp_path / "grid", 12, event_onsets=(9, 17), **kw)
+    assert set(seen) == {9, 17}
+    seen.clear()
+    synth_dataset(tmp_path / "default", 12, **kw)  # anywhere in the first third of 25 frames, as before
+    assert all(0 <= f <= 8 for f in seen) and len(set(seen)) > 2
+    with pytest.raises(ValueError, match=r"event_onsets=\(25,\) must be frames of the clip, in \[0, 24\]"):
+        synth_dataset(tmp_path / "bad", 1, event_onsets=(25,), **kw)
+
+
 def test_synth_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="num_clips=0"):
         synth_dataset(tmp_path, 0)

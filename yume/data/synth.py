@@ -81,9 +81,11 @@ def synth_one(root: str | Path, seed: int, options: dict) -> Clip:
     n = 1 + segments * frames_per_segment
     names = list(EVENTS)
     event = names[rng.integers(len(names))] if rng.random() < options["event_prob"] else None
+    onsets = options["event_onsets"]
+    onset = int(rng.integers(0, n // 3 + 1)) if onsets is None else int(onsets[rng.integers(len(onsets))])
     frames, poses, actions, caption = synth_clip(
         seed, height=options["height"], width=options["width"], segments=segments,
-        frames_per_segment=frames_per_segment, event=event, event_onset=int(rng.integers(0, n // 3 + 1)),
+        frames_per_segment=frames_per_segment, event=event, event_onset=onset,
         supersample=options["supersample"], move_speed=options["move_speed"],
         turn_speed=options["turn_speed"],
     )  # fmt: skip
@@ -106,6 +108,7 @@ def synth_dataset(
     segments: int = 2,
     frames_per_segment: int = 40,
     event_prob: float = 0.5,
+    event_onsets: tuple[int, ...] | None = None,
     supersample: int = 1,
     move_speed: float = MOVE_SPEED,
     turn_speed: float = TURN_SPEED,
@@ -115,7 +118,9 @@ def synth_dataset(
     """Render `num_clips` clips (world seeds first_seed, first_seed + 1, ...) into a dataset at `root`.
 
     Each clip carries poses, per-transition actions, a scene caption and, with probability `event_prob`, one event
-    (uniform over `yume.sim.events.EVENTS`) that starts within the first third of the clip. `workers` > 1 renders
+    (uniform over `yume.sim.events.EVENTS`) that starts within the first third of the clip, or at one of the frames
+    `event_onsets` (drawn uniformly: e.g. the first frames of inference's chunks, where the benchmark asks for an
+    event; its text stands in the clip's caption from frame 0 either way). `workers` > 1 renders
     in that many processes; every clip depends on its seed alone, so the dataset is the same. A held key moves the
     camera `move_speed` metres and turns it `turn_speed` degrees a frame (the defaults are the built-in model's).
     """
@@ -125,11 +130,16 @@ def synth_dataset(
         raise ValueError(f"event_prob={event_prob} must be in [0, 1]")
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1")
+    frames = 1 + segments * frames_per_segment
+    if event_onsets is not None and not (event_onsets and all(0 <= f < frames for f in event_onsets)):
+        raise ValueError(f"event_onsets={event_onsets} must be frames of the clip, in [0, {frames - 1}] "
+                         f"({segments} segments of {frames_per_segment} frames after the first)")  # fmt: skip
     if not (0.0 < move_speed <= 1.0 and 0.0 < turn_speed <= 10.0):
         raise ValueError(f"move_speed={move_speed} (metres a frame) must be in (0, 1] and turn_speed={turn_speed} "
                          "(degrees a frame) in (0, 10]")  # fmt: skip
     options = dict(height=height, width=width, fps=fps, segments=segments, frames_per_segment=frames_per_segment,
-                   event_prob=event_prob, supersample=supersample, move_speed=move_speed,
+                   event_prob=event_prob, event_onsets=None if event_onsets is None else tuple(event_onsets),
+                   supersample=supersample, move_speed=move_speed,
                    turn_speed=turn_speed)  # fmt: skip
     jobs = [(root, first_seed + i, options) for i in range(num_clips)]
     clips = []

@@ -26,6 +26,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--segments", type=int, default=2, help="constant-action segments per clip (default 2)")
     p.add_argument("--segment-frames", type=int, default=40, help="frames each action is held (default 40)")
     p.add_argument("--event-prob", type=float, default=0.5, help="share of clips showing an event (default 0.5)")
+    p.add_argument("--event-onsets", default=None, metavar="F,F,...",
+                   help="frames an event may begin at, drawn uniformly (e.g. 9,17: inference's chunk starts at "
+                        "--segment-frames 8); default anywhere in the clip's first third")
     p.add_argument("--fps", type=float, default=16.0)
     p.add_argument("--move-speed", type=float, default=0.1,
                    help="metres the camera moves a frame while a move key is held (default 0.1, the built-in model's)")
@@ -179,8 +182,13 @@ def _synth(args) -> int:
         h, w = (int(v) for v in args.resolution.lower().split("x"))
     except ValueError:
         raise ValueError(f"--resolution {args.resolution!r}: write HxW, e.g. 128x128") from None
+    try:
+        onsets = None if args.event_onsets is None else tuple(int(f) for f in args.event_onsets.split(","))
+    except ValueError:
+        raise ValueError(f"--event-onsets {args.event_onsets!r}: write frame numbers separated by commas, e.g. 9,17") from None
     clips = synth_dataset(args.out, args.clips, first_seed=args.first_seed, height=h, width=w, fps=args.fps,
                           segments=args.segments, frames_per_segment=args.segment_frames, event_prob=args.event_prob,
+                          event_onsets=onsets,
                           move_speed=args.move_speed, turn_speed=args.turn_speed, workers=args.workers, on_clip=lambda c: print(f"{c.id}: {c.caption} {c.event or ''}", flush=True))  # fmt: skip
     print(f"{len(clips)} clips written to {args.out}")
     return 0
