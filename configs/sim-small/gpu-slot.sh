@@ -31,7 +31,8 @@
 # steps of 16 in 6 min; a slot that wants both is better split into two calls, one for each.
 # MOVE_SPEED / TURN_SPEED / SEGMENTS / SEGMENT_FRAMES: render the worlds at other key speeds (`yume data synth
 # --move-speed` ...; a 0.2 m walk wants SEGMENTS=4 SEGMENT_FRAMES=20 to stay in the street); the export records the
-# speeds in sampling.json. FLOW_SETS: more `--set` overrides for the DiT, e.g. "optim.lr=3e-4 flow.motion_weight=2".
+# speeds in sampling.json. EVENT_ONSETS: the frames events may come in at (`--event-onsets`, e.g. 9,17).
+# FLOW_SETS: more `--set` overrides for the DiT, e.g. "optim.lr=3e-4 flow.motion_weight=2".
 # The next slot's plan (docs/sim-model.md, sessions 20-22): all worlds at 0.2 m a frame with an action drawn anew
 # every 8 frames and v2v histories on that chunk grid, from session 22's flow DiT, kept in history
 # (git archive 0c8521d kept/session22/export-s8/dit | tar x --strip-components 3 -C runs/sim/s8, carried to the slot):
@@ -55,6 +56,7 @@ SYNTH_ARGS=()  # the world's key speeds and segments, when not the data defaults
 [ -n "${TURN_SPEED:-}" ] && SYNTH_ARGS+=(--turn-speed "$TURN_SPEED")
 [ -n "${SEGMENTS:-}" ] && SYNTH_ARGS+=(--segments "$SEGMENTS")
 [ -n "${SEGMENT_FRAMES:-}" ] && SYNTH_ARGS+=(--segment-frames "$SEGMENT_FRAMES")
+[ -n "${EVENT_ONSETS:-}" ] && SYNTH_ARGS+=(--event-onsets "$EVENT_ONSETS")
 T0=$(date +%s)
 CORES=$(nproc)
 RENDER_A=$((CORES > 3 ? CORES - 1 : 1))
