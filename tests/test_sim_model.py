@@ -182,6 +182,18 @@ def test_synth_event_onsets_are_drawn_from_the_given_frames(tmp_path, monkeypatc
         synth_dataset(tmp_path / "bad", 1, event_onsets=(25,), **kw)
 
 
+@pytest.mark.parametrize("onsets, message", [("9,x", "write frame numbers separated by commas"),
+                                              ("9,99", "must be frames of the clip, in [0, 16]")])
+def test_synth_cli_bad_event_onsets(tmp_path, capsys, onsets, message):
+    from yume.cli import main
+
+    code = main(["data", "synth", str(tmp_path / "raw"), "--clips", "1", "--segments", "2", "--segment-frames", "8",
+                 "--event-onsets", onsets])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "raw" / "manifest.jsonl").exists()
+
+
 def test_synth_rejects_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="num_clips=0"):
         synth_dataset(tmp_path, 0)
