@@ -15,8 +15,8 @@ def score(folder: Path) -> dict:
     plain = [c for c in events["cases"] if c["asked"] == "none"]
     return {
         "chunks": len(chunks),
-        "walked": round(results["summary"]["if_movement"] * len(chunks)),
-        "turns": results["summary"]["if_rotation"],
+        "walked": sum(c["move_ok"] for c in chunks),
+        "turns": sum(c["rotate_ok"] for c in chunks) / len(chunks),
         "asked": sum(c["asked"] == c["detected"] for c in scored), "asked_of": len(scored),
         "unasked": sum(c["detected"] != "none" for c in plain), "unasked_of": len(plain),
         "imaging": results["summary"]["imaging_quality"],
