@@ -33,13 +33,14 @@
 # --move-speed` ...; a 0.2 m walk wants SEGMENTS=4 SEGMENT_FRAMES=20 to stay in the street); the export records the
 # speeds in sampling.json. EVENT_ONSETS: the frames events may come in at (`--event-onsets`, e.g. 9,17).
 # FLOW_SETS: more `--set` overrides for the DiT, e.g. "optim.lr=3e-4 flow.motion_weight=2".
-# The next slot's plan (docs/sim-model.md, sessions 20-23): all worlds at 0.2 m a frame with an action drawn anew
-# every 8 frames, events coming in at chunk starts and v2v histories on that chunk grid, from session 23's flow DiT,
-# kept in history (git archive 6e6d196 kept/session23/export-e8/dit | tar x --strip-components 3 -C runs/sim/e8,
-# carried to the slot):
+# The next slot's plan (docs/sim-model.md, sessions 20-24): session 24's slot DiT (walks 160 of 216 fresh chunks,
+# turns 0.843) continued on worlds it has not seen, rendered as its data was (0.2 m a frame, an action drawn anew
+# every 8 frames, events coming in at chunk starts, v2v histories on that chunk grid). It is kept in history
+# (git archive 0febecf kept/session24/gpu24-2013/dit | tar x --strip-components 3 -C runs/sim/g24, then put in
+# the package's dit/ for the call, as session 24 did, so that the checkout and .gpu/ stay under 64 MiB):
 #   TEXT=yume/assets/yume-sim-small/text VAE_INIT=yume/assets/yume-sim-small/vae VAE_MINUTES=0 EMA=0.998 \
-#   DIT_INIT=runs/sim/e8/dit FLOW_SETS="data.history_min=9 data.history_stride=8 data.mix=0.05,0.4,0.55" \
-#   MOVE_SPEED=0.2 SEGMENTS=10 SEGMENT_FRAMES=8 EVENT_ONSETS=9,17 CLIPS_FIRST=1120 CLIPS_MORE=0 \
+#   DIT_INIT=yume/assets/yume-sim-small/dit FLOW_SETS="data.history_min=9 data.history_stride=8 data.mix=0.05,0.4,0.55" \
+#   MOVE_SPEED=0.2 SEGMENTS=10 SEGMENT_FRAMES=8 EVENT_ONSETS=9,17 FIRST_SEED=1240 CLIPS_FIRST=800 CLIPS_MORE=0 \
 #   bash configs/sim-small/gpu-slot.sh
 # OUT receives model.tar (split into 15 MB parts: dit/, vae/, text/) and logs.tgz.
 set -u
