@@ -4,6 +4,7 @@
 # the package less 3, an unasked event in no more plain videos than the package plus 3, and keeps imaging >= 0.74.
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 
@@ -18,6 +19,7 @@ def score(folder: Path) -> dict:
         "walked": sum(c["move_ok"] for c in chunks),
         "turns": sum(c["rotate_ok"] for c in chunks) / len(chunks),
         "asked": sum(c["asked"] == c["detected"] for c in scored), "asked_of": len(scored),
+        "seen": Counter(c["asked"] for c in scored if c["asked"] == c["detected"]),
         "unasked": sum(c["detected"] != "none" for c in plain), "unasked_of": len(plain),
         "imaging": results["summary"]["imaging_quality"],
     }
@@ -29,6 +31,7 @@ if pkg["chunks"] != cand["chunks"]:
 for name, s in (("package", pkg), ("candidate", cand)):
     print(f"{name:9s}: walked {s['walked']} of {s['chunks']}, turns {s['turns']:.3f}, asked events {s['asked']}/"
           f"{s['asked_of']}, unasked {s['unasked']}/{s['unasked_of']}, imaging {s['imaging']:.3f}")
+    print(f"{'':11s}asked events seen, by event: " + ", ".join(f"{e} {n}" for e, n in sorted(s["seen"].items())))
 checks = [
     (f"walks >= {pkg['walked'] + 20}", cand["walked"] >= pkg["walked"] + 20),
     ("turns >= 0.85", cand["turns"] >= 0.85),
