@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from yume.train.self_forcing import (
     Rollout,
     extend_history,
     few_step_sigmas,
+    motion_map,
+    motion_map_loss,
     real_data_loss,
     real_motion_loss,
     rollout,
@@ -315,6 +318,32 @@ def test_real_motion_loss_sees_the_motion_not_the_content():
     torch.testing.assert_close(real_motion_loss(still, [target], pool=2), expected)
 
 
+def test_motion_map_loss_sees_where_the_view_moves_not_what_it_shows():
+    torch.manual_seed(0)
+
+    def pan(scene: torch.Tensor, rows: slice) -> torch.Tensor:
+        """4 latent frames of `scene` [1, 4, 1, 16, 24] whose rows `rows` pan one column a frame, the rest still."""
+        frames = []
+        for t in range(4):
+            frame = scene.clone()
+            frame[..., rows, :] = scene[..., rows, :].roll(-t, dims=-1)
+            frames.append(frame)
+        return torch.cat(frames, dim=2)[..., :16]
+
+    scene, other = torch.randn(1, 4, 1, 16, 24), torch.randn(1, 4, 1, 16, 24)
+    turn, step = pan(scene, slice(None)), pan(scene, slice(8, None))  # a turn moves it all; a step the near half
+    # Other content moving in the same regions costs little; the far view moving where it should stand costs a lot.
+    same_motion = motion_map_loss(Rollout([pan(other, slice(8, None))], [None], [0]), [step])
+    far_moved = motion_map_loss(Rollout([turn], [None], [0]), [step])
+    assert motion_map_loss(Rollout([step], [None], [0]), [step]).item() == 0.0
+    assert same_motion < 0.1 and far_moved > 10 * same_motion and far_moved > 1.0
+    # The map itself: log of the mean square change of each of the 4 x 4 regions (the step's far rows: 0 + eps).
+    assert motion_map(step).shape == (1, 4, 4)
+    torch.testing.assert_close(motion_map(step)[0, :2], torch.full((2, 4), math.log(1e-3)))
+    change = (step[:, :, 1:] - step[:, :, :-1]).pow(2).mean(dim=(1, 2))[0, 8:12, 4:8].mean()
+    torch.testing.assert_close(motion_map(step)[0, 2, 1], torch.log(change + 1e-3))
+
+
 def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_continuation(cache, tmp_path):
     from yume.data.cache import LatentCache
     from yume.data.loader import LatentLoader
@@ -334,11 +363,15 @@ def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_co
         loader.continuation(batch, 3)
     # In training: the real term is logged on the generator's turns (every step here), beside the DMD loss.
     cfg = config(cache, tmp_path, "run.steps=2", "self_forcing.chunks=2", "self_forcing.critic_ratio=1",
-                 "self_forcing.real_weight=1", "self_forcing.real_motion_weight=2", "data.mix=0,1,1")  # fmt: skip
+                 "self_forcing.real_weight=1", "self_forcing.real_motion_weight=2",
+                 "self_forcing.real_motion_map_weight=0.5", "data.mix=0,1,1")  # fmt: skip
     history = train(cfg.replace(stage="self-forcing"))
     assert all(m["real_loss"] > 0 and m["real_motion_loss"] > 0 and np.isfinite(m["dmd_loss"]) for m in history)
-    with pytest.raises(ValueError, match=r"real_motion_weight = \(0.0, 1.0\): must be both 0 when self_forcing.prefix"):
+    assert all(m["motion_map_loss"] > 0 for m in history)
+    with pytest.raises(ValueError, match=r"real_motion_map_weight = \(0.0, 1.0, 0.0\): must be all 0 when self_forcing"):
         load_config(None, ["data.cache=c", "self_forcing.real_motion_weight=1", "self_forcing.prefix_chunks=2"])
+    with pytest.raises(ValueError, match=r"= \(0.0, 0.0, 2.0\): must be all 0 when self_forcing.prefix"):
+        load_config(None, ["data.cache=c", "self_forcing.real_motion_map_weight=2", "self_forcing.prefix_chunks=2"])
 
 
 def test_self_forcing_with_prefix_chunks_trains_after_its_own_rollout(cache, tmp_path):

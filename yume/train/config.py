@@ -84,11 +84,15 @@ class SelfForcingSection:
     # > 0: the same rollout, plus real_motion_weight x the MSE between the frame-to-frame changes of each generated
     # chunk and of the true one (pooled alike): the camera's motion, without the content a rollout makes up.
     real_motion_weight: float = 0.0
+    # > 0: the same rollout, plus real_motion_map_weight x the MSE between the log of how much each 4 x 4 region of
+    # the view changes in the generated and the true chunk (yume.train.self_forcing.motion_map_loss): a sideways step
+    # leaves the far view still where a turn moves it, whatever content the rollout made up there.
+    real_motion_map_weight: float = 0.0
 
     @property
     def real_data(self) -> bool:
         """Whether steps roll out the clip's own actions and score them against its true continuation."""
-        return bool(self.real_weight or self.real_motion_weight)
+        return bool(self.real_weight or self.real_motion_weight or self.real_motion_map_weight)
 
 
 @dataclass
@@ -157,9 +161,14 @@ class TrainConfig:
         _check(sf.real_motion_weight >= 0, "self_forcing.real_motion_weight", sf.real_motion_weight, ">= 0 (0 = off)")
         _check(not (sf.real_motion_weight and d.chunk_latents < 2), "self_forcing.real_motion_weight",
                sf.real_motion_weight, "0 when data.chunk_latents < 2 (one latent a chunk has no frame-to-frame change)")  # fmt: skip
-        _check(not (sf.real_data and sf.prefix_chunks), "self_forcing.real_weight/real_motion_weight",
-               (sf.real_weight, sf.real_motion_weight),
-               "both 0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip
+        _check(sf.real_motion_map_weight >= 0, "self_forcing.real_motion_map_weight", sf.real_motion_map_weight,
+               ">= 0 (0 = off)")
+        _check(not (sf.real_motion_map_weight and d.chunk_latents < 2), "self_forcing.real_motion_map_weight",
+               sf.real_motion_map_weight, "0 when data.chunk_latents < 2 (one latent a chunk has no frame-to-frame change)")  # fmt: skip
+        _check(not (sf.real_data and sf.prefix_chunks),
+               "self_forcing.real_weight/real_motion_weight/real_motion_map_weight",
+               (sf.real_weight, sf.real_motion_weight, sf.real_motion_map_weight),
+               "all 0 when self_forcing.prefix_chunks > 0 (the clip's continuation is scored from its true history)")  # fmt: skip
         _check(sf.critic_ratio >= 1, "self_forcing.critic_ratio", sf.critic_ratio, ">= 1")
         _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),

@@ -35,6 +35,7 @@ from yume.train.self_forcing import (
     fake_score_loss,
     few_step_sigmas,
     generator_dmd_loss,
+    motion_map_loss,
     real_data_loss,
     real_motion_loss,
     rollout,
@@ -241,6 +242,10 @@ class Trainer:
                         motion = real_motion_loss(out, targets, sf.real_pool)
                         metrics["real_motion_loss"] = motion.item()
                         loss = loss + sf.real_motion_weight * motion
+                    if sf.real_motion_map_weight:
+                        motion_map = motion_map_loss(out, targets)
+                        metrics["motion_map_loss"] = motion_map.item()
+                        loss = loss + sf.real_motion_map_weight * motion_map
         if generator_turn:
             _check_finite(loss, step, "DMD generator loss")
             metrics["grad_norm"] = _optimize(gen, loss, cfg, lr)
@@ -357,6 +362,8 @@ def _format(m: dict, total: int) -> str:
         parts.append(f"real {m['real_loss']:.4f}")
     if "real_motion_loss" in m:
         parts.append(f"real motion {m['real_motion_loss']:.4f}")
+    if "motion_map_loss" in m:
+        parts.append(f"motion map {m['motion_map_loss']:.4f}")
     if "motion_loss" in m:
         parts.append(f"flow {m['flow_loss']:.5f}  motion {m['motion_loss']:.5f}")
     parts += [f"lr {m['lr']:.3g}", f"{m['samples_per_s']:.2f} samples/s", m["mode"]]
