@@ -368,7 +368,7 @@ def test_self_forcing_real_term_rolls_out_the_clips_own_actions_against_their_co
     history = train(cfg.replace(stage="self-forcing"))
     assert all(m["real_loss"] > 0 and m["real_motion_loss"] > 0 and np.isfinite(m["dmd_loss"]) for m in history)
     assert all(m["motion_map_loss"] > 0 for m in history)
-    with pytest.raises(ValueError, match=r"real_motion_map_weight = \(0.0, 1.0, 0.0\): must be all 0 when self_forcing"):
+    with pytest.raises(ValueError, match=r"map_weight = \(0.0, 1.0, 0.0\): must be all 0 when self_forcing"):
         load_config(None, ["data.cache=c", "self_forcing.real_motion_weight=1", "self_forcing.prefix_chunks=2"])
     with pytest.raises(ValueError, match=r"= \(0.0, 0.0, 2.0\): must be all 0 when self_forcing.prefix"):
         load_config(None, ["data.cache=c", "self_forcing.real_motion_map_weight=2", "self_forcing.prefix_chunks=2"])

@@ -173,4 +173,5 @@ def motion_map_loss(out: Rollout, targets: list[torch.Tensor]) -> torch.Tensor:
     (`real_motion_loss`) cannot tell a made-up far-view motion from content the rollout made up there; this one
     compares only how much each region moves, so it holds whatever the content.
     """
-    return torch.stack([F.mse_loss(motion_map(x), motion_map(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
+    losses = [F.mse_loss(motion_map(x), motion_map(y.to(x.device))) for x, y in zip(out.chunks, targets)]
+    return torch.stack(losses).mean()
