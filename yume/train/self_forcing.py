@@ -129,11 +129,15 @@ def _pooled(x: torch.Tensor, pool: int) -> torch.Tensor:
     return F.avg_pool3d(x.float(), (1, pool, pool)) if pool > 1 else x.float()
 
 
+def _chunk_mse(out: Rollout, targets: list[torch.Tensor], view) -> torch.Tensor:
+    """Mean over chunks of the MSE between view(generated chunk) and view(the clip's true chunk)."""
+    return torch.stack([F.mse_loss(view(x), view(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
+
+
 def real_data_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
     """Mean over chunks of the MSE between each generated chunk and the clip's true one, both average-pooled
     pool x pool in space: where the camera's view went, not its fine detail (`self_forcing.real_weight`)."""
-    losses = [F.mse_loss(_pooled(x, pool), _pooled(y.to(x.device), pool)) for x, y in zip(out.chunks, targets)]
-    return torch.stack(losses).mean()
+    return _chunk_mse(out, targets, lambda x: _pooled(x, pool))
 
 
 def real_motion_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> torch.Tensor:
@@ -143,12 +147,7 @@ def real_motion_loss(out: Rollout, targets: list[torch.Tensor], pool: int) -> to
     The frames themselves differ between a rollout and the clip (content the student made up, colours that drift)
     far more than their changes do; the changes are the camera's motion, which is what the keys ask for.
     """
-
-    def change(x: torch.Tensor) -> torch.Tensor:
-        x = _pooled(x, pool)
-        return x[:, :, 1:] - x[:, :, :-1]
-
-    return torch.stack([F.mse_loss(change(x), change(y.to(x.device))) for x, y in zip(out.chunks, targets)]).mean()
+    return _chunk_mse(out, targets, lambda x: _pooled(x, pool).diff(dim=2))
 
 
 MOTION_MAP_GRID = 4  # the view cut into 4 x 4 regions: sky and far facades, near facades, road
@@ -160,7 +159,7 @@ MOTION_MAP_EPS = 1e-3
 def motion_map(x: torch.Tensor) -> torch.Tensor:
     """[B, C, F, h, w] -> [B, G, G]: the log of how much each region of the view changes from frame to frame (the
     mean square change over channels, frames and the region's cells)."""
-    change = (x[:, :, 1:] - x[:, :, :-1]).float().pow(2).mean(dim=(1, 2))
+    change = x.float().diff(dim=2).square().mean(dim=(1, 2))
     return torch.log(F.adaptive_avg_pool2d(change[:, None], MOTION_MAP_GRID)[:, 0] + MOTION_MAP_EPS)
 
 
@@ -173,5 +172,4 @@ def motion_map_loss(out: Rollout, targets: list[torch.Tensor]) -> torch.Tensor:
     (`real_motion_loss`) cannot tell a made-up far-view motion from content the rollout made up there; this one
     compares only how much each region moves, so it holds whatever the content.
     """
-    losses = [F.mse_loss(motion_map(x), motion_map(y.to(x.device))) for x, y in zip(out.chunks, targets)]
-    return torch.stack(losses).mean()
+    return _chunk_mse(out, targets, motion_map)
