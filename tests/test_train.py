@@ -476,3 +476,156 @@ def test_action_probe_is_exactly_1_without_a_text_path_and_moves_with_one(cache,
     assert out.startswith("| σ | loss, true action | loss, other action | other / true |") and out.count("\n") == 5
     with pytest.raises(ValueError, match="mode 'x2v'"):
         action_probe(reads, LatentCache(cache), mode="x2v")
+
+
+def perturbed_model(seed: int) -> YumeTransformer:
+    """A tiny DiT whose weights (its zero-initialised output head too) are all off zero, so its velocity is not."""
+    model = YumeTransformer.from_config("tiny", seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_teacher_solution_is_the_guided_euler_sampler_of_inference():
+    from yume.sampling import cfg_denoiser, get_schedule, sample_euler
+    from yume.train.ode import teacher_solution
+
+    model = perturbed_model(0).eval()
+    torch.manual_seed(0)
+    noise, history = torch.randn(1, 48, 2, 4, 4), torch.randn(1, 48, 1, 4, 4)
+    cond, uncond = [torch.randn(5, 32)], [torch.zeros(1, 32)]
+    sigmas = get_schedule(6, 3.0)
+    got = teacher_solution(model, noise, cond, uncond, history, sigmas, policy="release", guidance=3.0)
+    with torch.no_grad():
+        want = sample_euler(
+            cfg_denoiser(lambda x, s, text: model(x, s, text, history, policy="release"), cond, uncond, 3.0),
+            noise, sigmas,
+        )  # fmt: skip
+    torch.testing.assert_close(got, want)
+    unguided = teacher_solution(model, noise, cond, uncond, history, sigmas, policy="release", guidance=1.0)
+    assert (unguided - got).abs().max() > 1e-3
+
+
+def test_ode_pairs_round_trip_resume_and_the_stage_regresses_the_student_onto_them(cache, tmp_path):
+    from yume.train.ode import PairSet, done_indices, ode_loss, teacher_solution, write_pairs
+
+    perturbed_model(1).save_pretrained(tmp_path / "teacher")
+    perturbed_model(2).save_pretrained(tmp_path / "student")
+    cfg = config(cache, tmp_path / "run", "run.steps=40", f"model.weights={tmp_path / 'student'}", f"self_forcing.teacher={tmp_path / 'teacher'}",
+                 "self_forcing.guidance=2", f"ode.pairs={tmp_path / 'pairs'}", "data.mix=0,1,1").replace(stage="ode")  # fmt: skip
+    ticks = []
+    write_pairs(cfg, 3, teacher_steps=4, shard=2, progress=ticks.append)
+    shards = sorted(p.name for p in (tmp_path / "pairs").iterdir())
+    assert shards == ["pairs-000000-000002.pt", "pairs-000002-000003.pt"] and sum(ticks) == 3
+    assert done_indices(tmp_path / "pairs") == {0, 1, 2}
+    # Resuming skips whole shards already written (the files are not rewritten) and writes the rest.
+    before = (tmp_path / "pairs/pairs-000000-000002.pt").stat().st_mtime_ns
+    write_pairs(cfg, 4, teacher_steps=4, shard=2)
+    assert (tmp_path / "pairs/pairs-000000-000002.pt").stat().st_mtime_ns == before
+    assert done_indices(tmp_path / "pairs") == {0, 1, 2, 3}
+
+    # A pair read back (noise from the seed, history from the cache) is what the teacher solved.
+    from yume.data.cache import LatentCache
+
+    pairs = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0)
+    teacher = YumeTransformer.from_pretrained(tmp_path / "teacher", dtype=torch.float32)
+    sigmas = few_step_sigmas(4, 3.0)
+    empty = [LatentCache(cache).empty]
+    for k in range(len(pairs)):
+        p = pairs.pair(k)
+        assert p.history is not None and p.history.shape[2] >= 1
+        again = teacher_solution(teacher, p.noise, p.context, empty, p.history, sigmas, policy="release", guidance=2)
+        torch.testing.assert_close(again, p.x0, atol=1e-4, rtol=1e-4)
+
+    # The stage pulls the student's few-step x̂₀ towards the teacher's solutions, at every exit step.
+    student = YumeTransformer.from_pretrained(tmp_path / "student", dtype=torch.float32)
+    sigmas = few_step_sigmas(4, 7.0)
+
+    def mean_loss(model):
+        with torch.no_grad():
+            return np.mean([ode_loss(model, pairs.pair(k), sigmas, e, policy="release", device="cpu").item()
+                            for k in range(len(pairs)) for e in range(4)])  # fmt: skip
+
+    history = train(cfg.replace(**{"optim.lr": 2e-3}))
+    assert [m["exit"] for m in history[:8]] != [history[0]["exit"]] * 8
+    trained = YumeTransformer.from_pretrained(tmp_path / "run/checkpoints/step-0000040/generator/original",
+                                              dtype=torch.float32)
+    assert mean_loss(trained) < 0.7 * mean_loss(student)
+
+
+def test_ode_stage_errors_name_the_fix(cache, tmp_path, capsys):
+    from yume.cli import main
+    from yume.data.cache import LatentCache
+    from yume.train.ode import PairSet, write_pairs
+
+    assert main(["train", "ode-pairs", "--set", f"data.cache={cache}", "--set", f"ode.pairs={tmp_path / 'p'}",
+                 "--count", "1"]) == 2  # fmt: skip
+    assert "yume train: error: ODE pairs need a teacher: set self_forcing.teacher" in capsys.readouterr().err
+
+    with pytest.raises(ValueError, match=r"config ode.pairs = '': must be the folder `yume train ode-pairs` wrote"):
+        load_config(None, [f"data.cache={cache}", "stage=ode"])
+    cfg = config(cache, tmp_path / "run", f"ode.pairs={tmp_path / 'pairs'}").replace(stage="ode")
+    with pytest.raises(ValueError, match="ODE pairs need a teacher: set self_forcing.teacher"):
+        write_pairs(cfg, 1)
+    with pytest.raises(FileNotFoundError, match="no ODE pairs in .*yume train ode-pairs"):
+        PairSet(tmp_path / "pairs", LatentCache(cache), seed=0)
+    with pytest.raises(FileNotFoundError, match="no ODE pairs in"):
+        train(cfg)
+    YumeTransformer.from_config("tiny", seed=1).save_pretrained(tmp_path / "teacher")
+    write_pairs(cfg.replace(**{"self_forcing.teacher": str(tmp_path / "teacher")}), 1, teacher_steps=2)
+    with pytest.raises(ValueError, match="written with run.seed=0, this run has 3"):
+        PairSet(tmp_path / "pairs", LatentCache(cache), seed=3)
+
+
+def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_misread(cache, tmp_path, monkeypatch):
+    import yume.eval.motion as motion
+    from yume.data.cache import LatentCache
+    from yume.session import to_uint8
+    from yume.train.ode import PairSet, verify_pairs, write_pairs
+    from yume.vae import WanVAE
+
+    perturbed_model(1).save_pretrained(tmp_path / "teacher")
+    cfg = config(cache, tmp_path / "run", "run.steps=2", f"self_forcing.teacher={tmp_path / 'teacher'}",
+                 f"ode.pairs={tmp_path / 'pairs'}", "data.mix=0,0,1", "data.history_min=3").replace(stage="ode")  # fmt: skip
+    write_pairs(cfg, 3, teacher_steps=2, shard=2)
+    vae = WanVAE.from_config("tiny")
+    windows = []
+
+    def estimate(frames, cfg=None):  # the clip walks forward; the second chunk read is made a strafe
+        windows.append(frames)
+        return motion.ChunkMotion(0.0, 0.0, 0.0, 1.0, 1.0, 4, "D" if len(windows) == 2 else "W", "")
+
+    monkeypatch.setattr(motion, "estimate_chunk", estimate)
+    verdicts = verify_pairs(cfg, vae)
+    assert sorted(verdicts) == ["0", "1", "2"] and len(windows) == 3
+    assert verdicts["1"] == [{"asked": "W", "read": "D", "move_ok": False, "rotate_ok": True}]
+    assert sorted(p.name for p in (tmp_path / "pairs").glob("*.json")) == [
+        "pairs-000000-000002.followed.json", "pairs-000002-000003.followed.json"]  # fmt: skip
+    # The window: the chunk's frames and the history's last one, decoded with the latent before it as context.
+    p = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0).pair(0)
+    with torch.no_grad():
+        want = to_uint8(vae.decode(torch.cat([p.history[:, :, -2:], p.x0], dim=2)))
+    chunk_frames = p.x0.shape[2] * vae.temporal_stride
+    np.testing.assert_array_equal(windows[0], want[-(chunk_frames + 1) :])
+    # Read once: a second call re-reads nothing, and the kept pairs are the ones read as asked.
+    assert verify_pairs(cfg, vae) == verdicts and len(windows) == 3
+    kept = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed")
+    assert [r["index"] for r in kept.records] == [0, 2]
+    history = train(cfg.replace(**{"ode.keep": "followed"}))
+    assert len(history) == 2
+
+
+def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
+    from yume.data.cache import LatentCache
+    from yume.train.ode import PairSet, write_pairs
+
+    perturbed_model(1).save_pretrained(tmp_path / "teacher")
+    cfg = config(cache, tmp_path / "run", f"self_forcing.teacher={tmp_path / 'teacher'}",
+                 f"ode.pairs={tmp_path / 'pairs'}").replace(stage="ode")  # fmt: skip
+    write_pairs(cfg, 1, teacher_steps=2)
+    with pytest.raises(FileNotFoundError, match="needs .*pairs-000000-000001.followed.json: .*yume train ode-verify"):
+        PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed")
+    with pytest.raises(ValueError, match="config ode.keep = 'some': must be 'all' or 'followed'"):
+        cfg.replace(**{"ode.keep": "some"})

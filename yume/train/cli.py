@@ -1,4 +1,4 @@
-"""`yume data synth|label|check|cache` and `yume train flow|self-forcing|vae|export`: parse arguments, call the library."""
+"""`yume data synth|label|check|cache` and `yume train flow|self-forcing|ode|ode-pairs|ode-verify|vae|export`: parse arguments, call the library."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ def add_parsers(sub) -> None:
     for stage, text in (
         ("flow", "rectified-flow foundation training"),
         ("self-forcing", "Self-Forcing rollouts with DMD"),
+        ("ode", "ODE distillation: regress the few-step student on its teacher's solutions (`train ode-pairs`)"),
     ):
         p = tsub.add_parser(stage, help=text, description=f"{text}. Run under torchrun for FSDP/DDP.")
         p.add_argument("--config", default=None, help="a .toml or .yaml run config (see docs/training.md)")
@@ -81,6 +82,27 @@ def add_parsers(sub) -> None:
                        help="override one config value, e.g. --set run.steps=100 --set optim.lr=1e-4")  # fmt: skip
         p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         p.set_defaults(func=_train, stage=stage)
+    p = tsub.add_parser("ode-pairs", help="solve the teacher's guided ODE on training batches for the ode stage",
+                        description="Write ode.pairs: for pairs FIRST .. FIRST+COUNT-1, the teacher "
+                        "(self_forcing.teacher, CFG self_forcing.guidance) solved from seeded noise on the data loader's "
+                        "batch of that index. Shards already written are skipped; processes may write disjoint ranges.")
+    p.add_argument("--config", default=None, help="the ode run's config (data, self_forcing.teacher, ode.pairs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--count", type=int, required=True, help="pairs to write")
+    p.add_argument("--first", type=int, default=0, help="index of the first pair (default 0)")
+    p.add_argument("--teacher-steps", type=int, default=16, help="Euler steps of the teacher (default 16, flow-cfg's)")
+    p.add_argument("--teacher-shift", type=float, default=3.0, help="the teacher schedule's shift (default 3, flow-cfg's)")
+    p.add_argument("--shard", type=int, default=25, help="pairs a shard file (default 25)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_ode_pairs)
+    p = tsub.add_parser("ode-verify", help="read the camera motion of every ODE pair's teacher chunk (for ode.keep)",
+                        description="Decode each pair's teacher chunk with VAE and read its camera motion with the "
+                        "evaluation's estimator; writes a verdict file beside each shard of ode.pairs, which ode.keep = 'followed' reads. "
+                        "Shards already read are skipped, so a second process started a little later shares the work.")
+    p.add_argument("--config", default=None, help="the ode run's config (data, ode.pairs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    p.add_argument("--vae", required=True, help="the VAE folder the cache was encoded with")
+    p.set_defaults(func=_ode_verify)
     p = tsub.add_parser("vae", help="train a small Wan-style VAE on a clip dataset (L1 + KL on random crops)")
     p.add_argument("dataset", help="dataset folder with manifest.jsonl")
     p.add_argument("out", help="folder for the VAE (diffusers layout: config.json + safetensors, log.jsonl)")
@@ -262,6 +284,38 @@ def _export(args) -> int:
     size = export_builtin(args.dit, args.vae, args.out, text=args.text, sampling=args.sampling,
                           chunk_latents=args.chunk_latents, move_speed=args.move_speed, turn_speed=args.turn_speed)
     print(f"{args.out}: {size / 2**20:.1f} MiB")
+    return 0
+
+
+def _ode_pairs(args) -> int:
+    from tqdm.auto import tqdm
+
+    from yume.train.config import load_config
+    from yume.train.ode import write_pairs
+
+    cfg = load_config(args.config, ["stage=ode", *args.set])
+    with tqdm(total=args.count, desc="ode pairs") as bar:
+        out = write_pairs(cfg, args.count, first=args.first, teacher_steps=args.teacher_steps,
+                          teacher_shift=args.teacher_shift, shard=args.shard, device=args.device, progress=bar.update)  # fmt: skip
+    print(f"{out}: pairs {args.first}-{args.first + args.count - 1}")
+    return 0
+
+
+def _ode_verify(args) -> int:
+    from tqdm.auto import tqdm
+
+    from yume.train.config import load_config
+    from yume.train.ode import verify_pairs
+    from yume.vae import WanVAE
+
+    cfg = load_config(args.config, ["stage=ode", *args.set])
+    vae = WanVAE.from_pretrained(args.vae)
+    with tqdm(desc="ode verify") as bar:
+        verdicts = verify_pairs(cfg, vae, progress=bar.update)
+    rows = [v for vs in verdicts.values() for v in vs]
+    both = sum(v["move_ok"] and v["rotate_ok"] for v in rows)
+    print(f"{cfg.ode.pairs}: of {len(rows)} teacher chunks, {sum(v['move_ok'] for v in rows)} move as asked, "
+          f"{sum(v['rotate_ok'] for v in rows)} turn as asked, {both} both (kept by ode.keep = 'followed')")
     return 0
 
 

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STAGES = ("flow", "self-forcing")
+STAGES = ("flow", "self-forcing", "ode")
 PARALLEL = ("auto", "fsdp", "ddp", "none")
 AUTOCAST = ("bf16", "none")
 
@@ -96,6 +96,18 @@ class SelfForcingSection:
 
 
 @dataclass
+class OdeSection:
+    # The folder of teacher ODE solutions (`yume train ode-pairs`) the `ode` stage regresses the few-step student on
+    # (yume.train.ode). The student's schedule is self_forcing.steps/shift; the teacher and its guidance, when the
+    # pairs are written, self_forcing.teacher/guidance.
+    pairs: str = ""
+    # "followed": only the pairs whose teacher chunk the evaluation's motion estimator reads as the keys asked, both
+    # move and rotation (`yume train ode-verify` writes the verdicts): the student learns the teacher's samples that
+    # answer the keys, not its mistakes. "all": every pair.
+    keep: str = "all"
+
+
+@dataclass
 class LoraSection:
     rank: int = 0  # 0 = full fine-tuning
     alpha: float = 0.0  # 0 = rank (scale 1)
@@ -127,6 +139,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     flow: FlowSection = field(default_factory=FlowSection)
     self_forcing: SelfForcingSection = field(default_factory=SelfForcingSection)
+    ode: OdeSection = field(default_factory=OdeSection)
     lora: LoraSection = field(default_factory=LoraSection)
     run: RunSection = field(default_factory=RunSection)
 
@@ -173,6 +186,9 @@ class TrainConfig:
         _check(sf.guidance >= 1, "self_forcing.guidance", sf.guidance, ">= 1 (1 = no CFG)")
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),
                "0 < sigma_min < sigma_max <= 1")  # fmt: skip
+        _check(self.ode.keep in ("all", "followed"), "ode.keep", self.ode.keep, "'all' or 'followed'")
+        _check(not (self.stage == "ode" and not self.ode.pairs), "ode.pairs", self.ode.pairs,
+               "the folder `yume train ode-pairs` wrote, for the ode stage")  # fmt: skip
         _check(self.lora.rank >= 0, "lora.rank", self.lora.rank, ">= 0")
         _check(r.steps >= 1 and r.save_every >= 1 and r.log_every >= 1, "run.steps/save_every/log_every",
                (r.steps, r.save_every, r.log_every), "all >= 1")  # fmt: skip

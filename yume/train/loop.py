@@ -21,6 +21,7 @@ from yume.data.loader import LatentLoader
 from yume.train import checkpoint as ckpt
 from yume.train.config import TrainConfig
 from yume.train.flow import flow_step_loss
+from yume.train.ode import PairSet, ode_loss
 from yume.train.parallel import (
     DistInfo,
     apply_fsdp,
@@ -161,7 +162,10 @@ class Trainer:
         self._add_part("generator", generator, cfg.optim.lr, lora_scale)
         if cfg.stage == "self-forcing":
             self._add_part("fake", fake, cfg.self_forcing.critic_lr or cfg.optim.lr, None)
+        if cfg.stage in ("self-forcing", "ode"):
             self.sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
+        if cfg.stage == "ode":
+            self.pairs = PairSet(cfg.ode.pairs, self.cache, cfg.run.seed, keep=cfg.ode.keep)
 
     def _add_part(self, name: str, model: nn.Module, lr: float, lora_scale: float | None) -> None:
         cfg = self.cfg
@@ -258,6 +262,20 @@ class Trainer:
         metrics["loss"] = critic.item()
         return metrics
 
+    def ode_step(self, step: int) -> dict:
+        # The pair and the exit step are shared by all ranks' draw (same forwards under FSDP), offset per rank so
+        # that ranks regress different pairs.
+        rng = np.random.default_rng([self.cfg.run.seed, step, 5])
+        k, exit_step = int(rng.integers(len(self.pairs))), int(rng.integers(self.cfg.self_forcing.steps))
+        pair = self.pairs.pair((k + self.info.rank) % len(self.pairs))
+        part = self.parts["generator"]
+        with self.autocast:
+            loss = ode_loss(part.model, pair, self.sigmas, exit_step, policy=self.policy, device=self.device)
+        _check_finite(loss, step, "ODE regression loss")
+        norm = _optimize(part, loss, self.cfg, lr_at(step, self.cfg.optim.lr, self.cfg.optim.warmup_steps))
+        return {"loss": loss.item(), "grad_norm": norm, "mode": pair.mode, "exit": exit_step,
+                "samples": pair.x0.shape[0]}  # fmt: skip
+
     # --- run ----------------------------------------------------------------------------------------------------
     def run(self, callback: Callable[[dict], None] | None = None) -> list[dict]:
         from tqdm.auto import tqdm
@@ -271,7 +289,7 @@ class Trainer:
         if info.is_main:
             out.mkdir(parents=True, exist_ok=True)
             cfg.save(out / "config.toml")
-        step_fn = self.flow_step if cfg.stage == "flow" else self.self_forcing_step
+        step_fn = {"flow": self.flow_step, "self-forcing": self.self_forcing_step, "ode": self.ode_step}[cfg.stage]
         log = (out / "log.jsonl").open("a", encoding="utf-8") if info.is_main else None
         bar = tqdm(total=cfg.run.steps, initial=step, disable=not (cfg.run.progress and info.is_main), desc=cfg.stage)
         history, start = [], time.perf_counter()
@@ -358,6 +376,8 @@ def _format(m: dict, total: int) -> str:
         parts.append(f"grad_norm {m['grad_norm']:.4f}")
     if "prefix" in m:
         parts.append(f"prefix {m['prefix']}")
+    if "exit" in m:
+        parts.append(f"exit {m['exit']}")
     if "real_loss" in m:
         parts.append(f"real {m['real_loss']:.4f}")
     if "real_motion_loss" in m:

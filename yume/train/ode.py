@@ -1,0 +1,288 @@
+"""ODE distillation: the few-step student regresses its teacher's guided ODE solutions from the same noise.
+
+CausVid (Yin et al. 2025) and Self-Forcing start their few-step students this way before DMD: the teacher's
+deterministic sampler maps each noise to one video, a function the student can learn by plain regression, where DMD
+only matches distributions through a critic that must first track the student. Here it also serves as a stage of its
+own: a DMD student trained for a few hundred generator updates on this CPU keeps much less of its teacher's walk
+than the teacher has (docs/sim-model.md, session 26), and a regression target carries that walk chunk by chunk.
+
+Two steps: `write_pairs` solves the teacher's ODE (its own step recipe, with classifier-free guidance) from seeded
+noise on training batches and stores the solutions in shards; the `ode` stage of `yume train` then rolls the
+student's few-step sampler out from the same noise (gradient through one randomly chosen step, as Self-Forcing
+does) and charges the MSE between its x̂₀ there and the teacher's solution. Histories and captions are read back
+from the latent cache, so a pair costs one chunk of latents on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from yume.data.cache import LatentCache
+from yume.data.loader import LatentLoader
+from yume.sampling import get_schedule
+from yume.train.self_forcing import rollout
+
+SHARD = re.compile(r"pairs-(\d{6})-(\d{6})\.pt$")
+
+
+def noise_for(seed: int, index: int, shape: torch.Size) -> torch.Tensor:
+    """The noise pair `index` starts from: a pure function of (run.seed, index), so it is not stored."""
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, index, 13]).generate_state(1)[0]))
+    return torch.randn(shape, generator=g)
+
+
+def teacher_solution(
+    teacher, noise: torch.Tensor, context, uncond, history, sigmas: torch.Tensor, *, policy: str, guidance: float
+) -> torch.Tensor:
+    """Euler integration of the teacher's flow ODE from `noise` over `sigmas`, guided (CFG) when guidance > 1:
+    what the teacher's own sampler (`flow-cfg`) makes of that noise."""
+    x = noise
+    with torch.no_grad():
+        for i in range(len(sigmas) - 1):
+            sigma = sigmas[i].expand(x.shape[0]).to(x.device)
+            v = teacher(x, sigma, context, history, policy=policy)
+            if guidance != 1.0:
+                v_uncond = teacher(x, sigma, uncond, history, policy=policy)
+                v = v_uncond + guidance * (v - v_uncond)
+            x = x + (sigmas[i + 1] - sigmas[i]) * v.float()
+    return x
+
+
+def pair_loader(cfg) -> LatentLoader:
+    """The batches pairs are made from: the run's data section, one chunk each, no caption dropout (the student is
+    taught what the teacher does with a caption; Self-Forcing keeps the unconditional case)."""
+    d = cfg.data
+    if d.first_frame_noise:
+        raise ValueError("ODE pairs re-read their histories from the cache; set data.first_frame_noise=0")
+    return LatentLoader(
+        LatentCache(d.cache), batch_size=d.batch_size, chunk=d.chunk_latents, history_min=d.history_min,
+        history_max=d.history_max, history_stride=d.history_stride, mix=d.mix, decomposed_prob=d.decomposed_prob,
+        text_dropout=0.0, seed=cfg.run.seed,
+    )  # fmt: skip
+
+
+def done_indices(folder: str | Path) -> set[int]:
+    """The pair indices the shards in `folder` already hold."""
+    done = set()
+    for path in Path(folder).glob("pairs-*.pt"):
+        m = SHARD.search(path.name)
+        if m:
+            done.update(range(int(m.group(1)), int(m.group(2))))
+    return done
+
+
+def write_pairs(
+    cfg,
+    count: int,
+    *,
+    first: int = 0,
+    teacher_steps: int = 16,
+    teacher_shift: float = 3.0,
+    shard: int = 25,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Solve the teacher's ODE for pairs first .. first + count − 1 into `cfg.ode.pairs`, `shard` pairs a file.
+
+    Pair i is the data loader's batch i (its clips, history length and captions) and noise `noise_for(run.seed, i)`.
+    Shards already written are skipped, so an interrupted run resumes, and several processes may write disjoint
+    ranges (`first`) into one folder at once.
+    """
+    from yume.train.loop import build_model
+
+    sf = cfg.self_forcing
+    if not sf.teacher:
+        raise ValueError("ODE pairs need a teacher: set self_forcing.teacher to the flow DiT to distil")
+    if count < 1 or first < 0 or shard < 1:
+        raise ValueError(f"count and shard must be >= 1 and first >= 0, got {count}, {shard}, {first}")
+    out = Path(cfg.ode.pairs)
+    out.mkdir(parents=True, exist_ok=True)
+    loader = pair_loader(cfg)
+    dev = torch.device(device)
+    teacher = build_model(cfg, dev, sf.teacher).requires_grad_(False).eval()
+    sigmas = get_schedule(teacher_steps, teacher_shift)
+    policy = cfg.model.history_policy
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if cfg.run.autocast == "bf16" else nullcontext()
+    done = done_indices(out)
+    for begin in range(first, first + count, shard):
+        end = min(begin + shard, first + count)
+        if set(range(begin, end)) <= done:
+            if progress:
+                progress(end - begin)
+            continue
+        records = []
+        for i in range(begin, end):
+            batch = loader.batch(i)
+            noise = noise_for(cfg.run.seed, i, batch.latents.shape).to(dev)
+            history = None if batch.history is None else batch.history.to(dev)
+            context = [c.to(dev) for c in batch.context]
+            uncond = [loader.cache.empty.to(dev)] * len(context)
+            with autocast:
+                x0 = teacher_solution(teacher, noise, context, uncond, history, sigmas, policy=policy,
+                                      guidance=sf.guidance)  # fmt: skip
+            records.append({"index": i, "clip_ids": batch.clip_ids, "start": batch.start, "mode": batch.mode,
+                            "context": [c.cpu() for c in batch.context], "x0": x0.float().cpu()})  # fmt: skip
+            if progress:
+                progress(1)
+        meta = {"teacher": sf.teacher, "guidance": sf.guidance, "teacher_steps": teacher_steps,
+                "teacher_shift": teacher_shift, "seed": cfg.run.seed, "cache": cfg.data.cache}  # fmt: skip
+        tmp = out / f".pairs-{begin:06d}-{end:06d}.pt.tmp"
+        torch.save({"meta": meta, "records": records}, tmp)
+        tmp.replace(out / f"pairs-{begin:06d}-{end:06d}.pt")  # a shard is whole or absent
+    return out
+
+
+def verdict_path(shard: Path) -> Path:
+    """Where `verify_pairs` writes the verdicts of the pairs of one shard."""
+    return shard.with_name(shard.name.removesuffix(".pt") + ".followed.json")
+
+
+def shard_paths(folder: str | Path) -> list[Path]:
+    return sorted(p for p in Path(folder).glob("pairs-*.pt") if SHARD.search(p.name))
+
+
+def _claim(path: Path) -> bool:
+    """Take the shard whose claim file is `path` for this process: False while another live process reads it."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            owner = int(path.read_text() or 0)
+            os.kill(owner, 0)
+            return False  # its reader is alive
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            path.write_text(str(os.getpid()))  # a reader killed mid-shard: take it over
+            return True
+        except PermissionError:
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
+def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> dict:
+    """Decode every pair's teacher chunk with `vae` and read its camera motion with the evaluation's estimator
+    (`yume.eval.motion.estimate_chunk`, as `yume bench sim` scores chunks). Per shard of `cfg.ode.pairs`, writes
+    `<shard>.followed.json`: for each pair index, per sample, the action asked, the one read, and whether the move
+    and the rotation are the ones asked; `ode.keep = "followed"` then trains on the pairs whose every sample follows
+    both. Shards already read are skipped (resumable; processes started a few seconds apart share the work). Returns
+    the verdicts of every shard.
+
+    A window is the chunk with the history's last frame before it (the motion into a chunk's first frame is that
+    chunk's), decoded together with the latent before that one so a causal decoder has its context.
+    """
+    from yume.actions import ALL_ACTIONS, Action
+    from yume.eval.motion import MotionConfig, estimate_chunk
+    from yume.session import to_uint8
+
+    cache = LatentCache(cfg.data.cache)
+    loader = pair_loader(cfg)
+    motion, verdicts = MotionConfig(), {}
+    for path in shard_paths(cfg.ode.pairs):
+        out, claim = verdict_path(path), path.with_name(path.name + ".reading")
+        if not out.is_file() and _claim(claim):
+            records = torch.load(path, map_location="cpu", weights_only=True)["records"]
+            shard = PairSet.__new__(PairSet)
+            shard.records, shard.cache, shard.seed, shard._clips = records, cache, cfg.run.seed, loader._clips
+            found = {}
+            for k, record in enumerate(records):
+                pair = shard.pair(k)
+                rows = []
+                for b, clip_id in enumerate(record["clip_ids"]):
+                    asked = ALL_ACTIONS[loader.chunk_action(loader._clips[clip_id], record["start"])]
+                    before = 0 if pair.history is None else min(2, pair.history.shape[2])
+                    latents = pair.x0[b : b + 1]
+                    if before:
+                        latents = torch.cat([pair.history[b : b + 1, :, -before:], latents], dim=2)
+                    with torch.no_grad():
+                        frames = to_uint8(vae.decode(latents.to(vae.device)))
+                    if before:  # the chunk's frames and the one before them
+                        frames = frames[-(pair.x0.shape[2] * vae.temporal_stride + 1) :]
+                    est = estimate_chunk(frames, motion)
+                    rows.append({"asked": str(asked), "read": str(Action(est.move, est.rotate)),
+                                 "move_ok": est.move == asked.move, "rotate_ok": est.rotate == asked.rotate})  # fmt: skip
+                found[str(record["index"])] = rows
+                if progress:
+                    progress(1)
+            tmp = out.with_name("." + out.name + ".tmp")
+            tmp.write_text(json.dumps(found, indent=0), encoding="utf-8")
+            tmp.replace(out)
+            claim.unlink()
+        if out.is_file():
+            verdicts.update(json.loads(out.read_text(encoding="utf-8")))
+    return verdicts
+
+
+@dataclass
+class Pair:
+    noise: torch.Tensor  # [B, C, f, h, w]
+    history: torch.Tensor | None
+    context: list[torch.Tensor]
+    x0: torch.Tensor  # the teacher's solution from `noise`
+    mode: str
+
+
+class PairSet:
+    """Every pair of a folder of shards, in memory (one chunk of latents each), with its history from the cache."""
+
+    def __init__(self, folder: str | Path, cache: LatentCache, seed: int, keep: str = "all"):
+        paths = shard_paths(folder)
+        if not paths:
+            raise FileNotFoundError(
+                f"no ODE pairs in {folder}: write them first with `yume train ode-pairs --config ... --count N`"
+            )
+        self.records, self.meta = [], None
+        for path in paths:
+            shard = torch.load(path, map_location="cpu", weights_only=True)
+            self.meta = self.meta or shard["meta"]
+            if shard["meta"]["seed"] != seed:
+                raise ValueError(
+                    f"{path} was written with run.seed={shard['meta']['seed']}, this run has {seed}: its noise would "
+                    "not be the noise the teacher solved from; train with the seed the pairs were made with"
+                )
+            self.records += shard["records"]
+        if keep == "followed":
+            unread = [verdict_path(p) for p in paths if not verdict_path(p).is_file()]
+            if unread:
+                raise FileNotFoundError(
+                    f"ode.keep = 'followed' needs {unread[0]}: read the pairs' motion first with `yume train ode-verify`"
+                )
+            verdicts = {}
+            for p in paths:
+                verdicts.update(json.loads(verdict_path(p).read_text(encoding="utf-8")))
+            self.records = [r for r in self.records if all(v["move_ok"] and v["rotate_ok"] for v in verdicts[str(r["index"])])]
+            if not self.records:
+                raise ValueError(f"no pair in {folder} follows its keys; train with ode.keep = 'all'")
+        self.cache, self.seed = cache, seed
+        self._clips = {c.id: c for c in cache.clips}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def pair(self, k: int) -> Pair:
+        r = self.records[k]
+        start = r["start"]
+        missing = [c for c in r["clip_ids"] if c not in self._clips]
+        if missing:
+            raise ValueError(f"ODE pair {r['index']} names clips {missing} this cache lacks; use the pairs' cache")
+        history = torch.stack([self.cache.latents(self._clips[c])[:, :start] for c in r["clip_ids"]]) if start else None
+        return Pair(noise_for(self.seed, r["index"], r["x0"].shape), history, r["context"], r["x0"], r["mode"])
+
+
+def ode_loss(model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device) -> torch.Tensor:
+    """The student's few-step sampler from the pair's noise, with gradient through step `exit_step` only; the MSE
+    between its x̂₀ there and the teacher's solution."""
+    history = None if pair.history is None else pair.history.to(device)
+    out = rollout(model, [pair.noise.to(device)], [[c.to(device) for c in pair.context]], history, sigmas,
+                  [exit_step], policy=policy)  # fmt: skip
+    return F.mse_loss(out.chunks[0].float(), pair.x0.to(device).float())
