@@ -619,7 +619,14 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
 
 def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
     from yume.data.cache import LatentCache
-    from yume.train.ode import PairSet, write_pairs
+    from yume.train.ode import PairSet, follows, write_pairs
+
+    # A chunk follows its keys when it turns as asked and moves as asked; a turn in place is judged on its turn.
+    assert follows({"asked": "W+←", "move_ok": True, "rotate_ok": True})
+    assert not follows({"asked": "W+←", "move_ok": False, "rotate_ok": True})
+    assert not follows({"asked": "A", "move_ok": True, "rotate_ok": False})
+    assert follows({"asked": "↑←", "move_ok": False, "rotate_ok": True})
+    assert not follows({"asked": "↑←", "move_ok": False, "rotate_ok": False})
 
     perturbed_model(1).save_pretrained(tmp_path / "teacher")
     cfg = config(cache, tmp_path / "run", f"self_forcing.teacher={tmp_path / 'teacher'}",

@@ -305,7 +305,7 @@ def _ode_verify(args) -> int:
     from tqdm.auto import tqdm
 
     from yume.train.config import load_config
-    from yume.train.ode import verify_pairs
+    from yume.train.ode import follows, verify_pairs
     from yume.vae import WanVAE
 
     cfg = load_config(args.config, ["stage=ode", *args.set])
@@ -313,9 +313,9 @@ def _ode_verify(args) -> int:
     with tqdm(desc="ode verify") as bar:
         verdicts = verify_pairs(cfg, vae, progress=bar.update)
     rows = [v for vs in verdicts.values() for v in vs]
-    both = sum(v["move_ok"] and v["rotate_ok"] for v in rows)
+    kept = sum(follows(v) for v in rows)
     print(f"{cfg.ode.pairs}: of {len(rows)} teacher chunks, {sum(v['move_ok'] for v in rows)} move as asked, "
-          f"{sum(v['rotate_ok'] for v in rows)} turn as asked, {both} both (kept by ode.keep = 'followed')")
+          f"{sum(v['rotate_ok'] for v in rows)} turn as asked; {kept} follow their keys (kept by ode.keep = 'followed')")
     return 0
 
 

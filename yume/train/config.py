@@ -101,9 +101,9 @@ class OdeSection:
     # (yume.train.ode). The student's schedule is self_forcing.steps/shift; the teacher and its guidance, when the
     # pairs are written, self_forcing.teacher/guidance.
     pairs: str = ""
-    # "followed": only the pairs whose teacher chunk the evaluation's motion estimator reads as the keys asked, both
-    # move and rotation (`yume train ode-verify` writes the verdicts): the student learns the teacher's samples that
-    # answer the keys, not its mistakes. "all": every pair.
+    # "followed": only the pairs whose teacher chunk the evaluation's motion estimator reads as the keys asked (the
+    # rotation, and the move where one is asked: yume.train.ode.follows; `yume train ode-verify` writes the
+    # verdicts): the student learns the teacher's samples that answer the keys, not its mistakes. "all": every pair.
     keep: str = "all"
 
 
