@@ -2,9 +2,9 @@
 
 CausVid (Yin et al. 2025) and Self-Forcing start their few-step students this way before DMD: the teacher's
 deterministic sampler maps each noise to one video, a function the student can learn by plain regression, where DMD
-only matches distributions through a critic that must first track the student. Here it also serves as a stage of its
-own: a DMD student trained for a few hundred generator updates on this CPU keeps much less of its teacher's walk
-than the teacher has (docs/sim-model.md, session 26), and a regression target carries that walk chunk by chunk.
+only matches distributions through a critic that must first track the student. It is also a stage of its own: every
+step is a generator update, where DMD spends most steps on its critic (docs/sim-model.md, session 26, measures both
+on the built-in world).
 
 Two steps: `write_pairs` solves the teacher's ODE (its own step recipe, with classifier-free guidance) from seeded
 noise on training batches and stores the solutions in shards; the `ode` stage of `yume train` then rolls the
@@ -72,14 +72,29 @@ def pair_loader(cfg) -> LatentLoader:
     )  # fmt: skip
 
 
+def shard_paths(folder: str | Path) -> list[Path]:
+    """The pair shards of `folder`, in index order."""
+    return sorted(p for p in Path(folder).glob("pairs-*.pt") if SHARD.search(p.name))
+
+
 def done_indices(folder: str | Path) -> set[int]:
     """The pair indices the shards in `folder` already hold."""
     done = set()
-    for path in Path(folder).glob("pairs-*.pt"):
+    for path in shard_paths(folder):
         m = SHARD.search(path.name)
-        if m:
-            done.update(range(int(m.group(1)), int(m.group(2))))
+        done.update(range(int(m.group(1)), int(m.group(2))))
     return done
+
+
+def load_shard(path: Path, seed: int) -> dict:
+    """One shard ({"meta", "records"}), checked to be of noise drawn from `seed`."""
+    shard = torch.load(path, map_location="cpu", weights_only=True)
+    if shard["meta"]["seed"] != seed:
+        raise ValueError(
+            f"{path} was written with run.seed={shard['meta']['seed']}, this run has {seed}: its noise would "
+            "not be the noise the teacher solved from; train with the seed the pairs were made with"
+        )
+    return shard
 
 
 def write_pairs(
@@ -156,10 +171,6 @@ def verdict_path(shard: Path) -> Path:
     return shard.with_name(shard.name.removesuffix(".pt") + ".followed.json")
 
 
-def shard_paths(folder: str | Path) -> list[Path]:
-    return sorted(p for p in Path(folder).glob("pairs-*.pt") if SHARD.search(p.name))
-
-
 def _claim(path: Path) -> bool:
     """Take the shard whose claim file is `path` for this process: False while another live process reads it."""
     try:
@@ -184,8 +195,8 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
     (`yume.eval.motion.estimate_chunk`, as `yume bench sim` scores chunks). Per shard of `cfg.ode.pairs`, writes
     `<shard>.followed.json`: for each pair index, per sample, the action asked, the one read, and whether the move
     and the rotation are the ones asked; `ode.keep = "followed"` then trains on the pairs whose every sample
-    `follows` its keys. Shards already read are skipped (resumable; processes started a few seconds apart share the work). Returns
-    the verdicts of every shard.
+    `follows` its keys. Shards already read are skipped (resumable; processes started a few seconds apart share
+    the work). Returns the verdicts of every shard.
 
     A window is the chunk with the history's last frame before it (the motion into a chunk's first frame is that
     chunk's), decoded together with the latent before that one so a causal decoder has its context.
@@ -194,21 +205,19 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
     from yume.eval.motion import MotionConfig, estimate_chunk
     from yume.session import to_uint8
 
-    cache = LatentCache(cfg.data.cache)
     loader = pair_loader(cfg)
+    clips = {c.id: c for c in loader.cache.clips}
     motion, verdicts = MotionConfig(), {}
     for path in shard_paths(cfg.ode.pairs):
         out, claim = verdict_path(path), path.with_name(path.name + ".reading")
         if not out.is_file() and _claim(claim):
-            records = torch.load(path, map_location="cpu", weights_only=True)["records"]
-            shard = PairSet.__new__(PairSet)
-            shard.records, shard.cache, shard.seed, shard._clips = records, cache, cfg.run.seed, loader._clips
+            records = load_shard(path, cfg.run.seed)["records"]
             found = {}
-            for k, record in enumerate(records):
-                pair = shard.pair(k)
+            for record in records:
+                pair = load_pair(record, loader.cache, cfg.run.seed)
                 rows = []
                 for b, clip_id in enumerate(record["clip_ids"]):
-                    asked = ALL_ACTIONS[loader.chunk_action(loader._clips[clip_id], record["start"])]
+                    asked = ALL_ACTIONS[loader.chunk_action(clips[clip_id], record["start"])]
                     before = 0 if pair.history is None else min(2, pair.history.shape[2])
                     latents = pair.x0[b : b + 1]
                     if before:
@@ -241,6 +250,18 @@ class Pair:
     mode: str
 
 
+def load_pair(record: dict, cache: LatentCache, seed: int) -> Pair:
+    """A stored pair made whole: its noise drawn again from (seed, index), its history read back from the cache."""
+    clips = {c.id: c for c in cache.clips}
+    missing = [c for c in record["clip_ids"] if c not in clips]
+    if missing:
+        raise ValueError(f"ODE pair {record['index']} names clips {missing} this cache lacks; use the pairs' cache")
+    start = record["start"]
+    history = torch.stack([cache.latents(clips[c])[:, :start] for c in record["clip_ids"]]) if start else None
+    return Pair(noise_for(seed, record["index"], record["x0"].shape), history, record["context"], record["x0"],
+                record["mode"])  # fmt: skip
+
+
 class PairSet:
     """Every pair of a folder of shards, in memory (one chunk of latents each), with its history from the cache."""
 
@@ -252,13 +273,8 @@ class PairSet:
             )
         self.records, self.meta = [], None
         for path in paths:
-            shard = torch.load(path, map_location="cpu", weights_only=True)
+            shard = load_shard(path, seed)
             self.meta = self.meta or shard["meta"]
-            if shard["meta"]["seed"] != seed:
-                raise ValueError(
-                    f"{path} was written with run.seed={shard['meta']['seed']}, this run has {seed}: its noise would "
-                    "not be the noise the teacher solved from; train with the seed the pairs were made with"
-                )
             self.records += shard["records"]
         if keep == "followed":
             unread = [verdict_path(p) for p in paths if not verdict_path(p).is_file()]
@@ -273,19 +289,12 @@ class PairSet:
             if not self.records:
                 raise ValueError(f"no pair in {folder} follows its keys; train with ode.keep = 'all'")
         self.cache, self.seed = cache, seed
-        self._clips = {c.id: c for c in cache.clips}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def pair(self, k: int) -> Pair:
-        r = self.records[k]
-        start = r["start"]
-        missing = [c for c in r["clip_ids"] if c not in self._clips]
-        if missing:
-            raise ValueError(f"ODE pair {r['index']} names clips {missing} this cache lacks; use the pairs' cache")
-        history = torch.stack([self.cache.latents(self._clips[c])[:, :start] for c in r["clip_ids"]]) if start else None
-        return Pair(noise_for(self.seed, r["index"], r["x0"].shape), history, r["context"], r["x0"], r["mode"])
+        return load_pair(self.records[k], self.cache, self.seed)
 
 
 def ode_loss(model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device) -> torch.Tensor:
