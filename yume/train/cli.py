@@ -86,8 +86,7 @@ def add_parsers(sub) -> None:
                         description="Write ode.pairs: for pairs FIRST .. FIRST+COUNT-1, the teacher "
                         "(self_forcing.teacher, CFG self_forcing.guidance) solved from seeded noise on the data loader's "
                         "batch of that index. Shards already written are skipped; processes may write disjoint ranges.")
-    p.add_argument("--config", default=None, help="the ode run's config (data, self_forcing.teacher, ode.pairs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    _config_args(p, "the ode run's config (data, self_forcing.teacher, ode.pairs)")
     p.add_argument("--count", type=int, required=True, help="pairs to write")
     p.add_argument("--first", type=int, default=0, help="index of the first pair (default 0)")
     p.add_argument("--teacher-steps", type=int, default=16, help="Euler steps of the teacher (default 16, flow-cfg's)")
@@ -99,8 +98,7 @@ def add_parsers(sub) -> None:
                         description="Decode each pair's teacher chunk with VAE and read its camera motion with the "
                         "evaluation's estimator; writes a verdict file beside each shard of ode.pairs, which ode.keep = 'followed' reads. "
                         "Shards already read are skipped, so a second process started a little later shares the work.")
-    p.add_argument("--config", default=None, help="the ode run's config (data, ode.pairs)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    _config_args(p, "the ode run's config (data, ode.pairs)")
     p.add_argument("--vae", required=True, help="the VAE folder the cache was encoded with")
     p.set_defaults(func=_ode_verify)
     p = tsub.add_parser("vae", help="train a small Wan-style VAE on a clip dataset (L1 + KL on random crops)")
@@ -169,6 +167,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--turn-speed", type=float, default=None,
                    help="degrees a frame the data's camera turned (yume data synth --turn-speed), where not 1.5")
     p.set_defaults(func=_export)
+
+
+def _config_args(p, what: str) -> None:
+    """--config and --set, for the commands that read a run config without training it."""
+    p.add_argument("--config", default=None, help=what)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
 
 
 def _probe(args) -> int:
