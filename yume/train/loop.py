@@ -263,8 +263,8 @@ class Trainer:
         return metrics
 
     def ode_step(self, step: int) -> dict:
-        # The pair and the exit step are shared by all ranks' draw (same forwards under FSDP), offset per rank so
-        # that ranks regress different pairs.
+        # One draw for all ranks: the exit step is shared (the same number of forwards under FSDP) and the pair is
+        # offset by the rank, so that ranks regress different pairs.
         rng = np.random.default_rng([self.cfg.run.seed, step, 5])
         k, exit_step = int(rng.integers(len(self.pairs))), int(rng.integers(self.cfg.self_forcing.steps))
         pair = self.pairs.pair((k + self.info.rank) % len(self.pairs))

@@ -214,7 +214,7 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
             records = load_shard(path, cfg.run.seed)["records"]
             found = {}
             for record in records:
-                pair = load_pair(record, loader.cache, cfg.run.seed)
+                pair = load_pair(record, loader.cache, clips, cfg.run.seed)
                 rows = []
                 for b, clip_id in enumerate(record["clip_ids"]):
                     asked = ALL_ACTIONS[loader.chunk_action(clips[clip_id], record["start"])]
@@ -250,9 +250,9 @@ class Pair:
     mode: str
 
 
-def load_pair(record: dict, cache: LatentCache, seed: int) -> Pair:
-    """A stored pair made whole: its noise drawn again from (seed, index), its history read back from the cache."""
-    clips = {c.id: c for c in cache.clips}
+def load_pair(record: dict, cache: LatentCache, clips: dict, seed: int) -> Pair:
+    """A stored pair made whole: its noise drawn again from (seed, index), its history read back from the cache
+    (`clips`: the cache's clips by id)."""
     missing = [c for c in record["clip_ids"] if c not in clips]
     if missing:
         raise ValueError(f"ODE pair {record['index']} names clips {missing} this cache lacks; use the pairs' cache")
@@ -289,12 +289,13 @@ class PairSet:
             if not self.records:
                 raise ValueError(f"no pair in {folder} follows its keys; train with ode.keep = 'all'")
         self.cache, self.seed = cache, seed
+        self.clips = {c.id: c for c in cache.clips}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def pair(self, k: int) -> Pair:
-        return load_pair(self.records[k], self.cache, self.seed)
+        return load_pair(self.records[k], self.cache, self.clips, self.seed)
 
 
 def ode_loss(model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device) -> torch.Tensor:
