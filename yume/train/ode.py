@@ -202,8 +202,7 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
     chunk's), decoded together with the latent before that one so a causal decoder has its context.
     """
     from yume.actions import ALL_ACTIONS
-    from yume.eval.motion import MotionConfig, estimate_chunk
-    from yume.session import to_uint8
+    from yume.eval.motion import MotionConfig
 
     loader = pair_loader(cfg)
     clips = {c.id: c for c in loader.cache.clips}
@@ -215,21 +214,8 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
             found = {}
             for record in records:
                 pair = load_pair(record, loader.cache, clips, cfg.run.seed)
-                rows = []
-                for b, clip_id in enumerate(record["clip_ids"]):
-                    asked = ALL_ACTIONS[loader.chunk_action(clips[clip_id], record["start"])]
-                    before = 0 if pair.history is None else min(2, pair.history.shape[2])
-                    latents = pair.x0[b : b + 1]
-                    if before:
-                        latents = torch.cat([pair.history[b : b + 1, :, -before:], latents], dim=2)
-                    with torch.no_grad():
-                        frames = to_uint8(vae.decode(latents.to(vae.device)))
-                    if before:  # the chunk's frames and the one before them
-                        frames = frames[-(pair.x0.shape[2] * vae.temporal_stride + 1) :]
-                    est = estimate_chunk(frames, motion)
-                    rows.append({"asked": str(asked), "read": str(Action(est.move, est.rotate)),
-                                 "move_ok": est.move == asked.move, "rotate_ok": est.rotate == asked.rotate})  # fmt: skip
-                found[str(record["index"])] = rows
+                asked = [ALL_ACTIONS[loader.chunk_action(clips[c], record["start"])] for c in record["clip_ids"]]
+                found[str(record["index"])] = read_chunks(vae, pair.x0, pair.history, asked, motion)
                 if progress:
                     progress(1)
             tmp = out.with_name("." + out.name + ".tmp")
@@ -239,6 +225,29 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
         if out.is_file():
             verdicts.update(json.loads(out.read_text(encoding="utf-8")))
     return verdicts
+
+
+def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list[Action], motion) -> list[dict]:
+    """Decode each sample of the chunk `x0` [B, C, f, h, w] after its `history` and read its camera motion as
+    `yume bench sim` does (`motion`: a `MotionConfig`): per sample, the action asked, the one read, and whether the
+    move and the rotation are the ones asked (what `follows` judges)."""
+    from yume.eval.motion import estimate_chunk
+    from yume.session import to_uint8
+
+    rows = []
+    for b, action in enumerate(asked):
+        before = 0 if history is None else min(2, history.shape[2])
+        latents = x0[b : b + 1]
+        if before:
+            latents = torch.cat([history[b : b + 1, :, -before:], latents], dim=2)
+        with torch.no_grad():
+            frames = to_uint8(vae.decode(latents.to(vae.device)))
+        if before:  # the chunk's frames and the one before them
+            frames = frames[-(x0.shape[2] * vae.temporal_stride + 1) :]
+        est = estimate_chunk(frames, motion)
+        rows.append({"asked": str(action), "read": str(Action(est.move, est.rotate)),
+                     "move_ok": est.move == action.move, "rotate_ok": est.rotate == action.rotate})  # fmt: skip
+    return rows
 
 
 @dataclass
