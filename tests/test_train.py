@@ -600,7 +600,7 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     monkeypatch.setattr(motion, "estimate_chunk", estimate)
     verdicts = verify_pairs(cfg, vae)
     assert sorted(verdicts) == ["0", "1", "2"] and len(windows) == 3
-    assert verdicts["1"] == [{"asked": "W", "read": "D", "move_ok": False, "rotate_ok": True}]
+    assert verdicts["1"] == [{"asked": "W", "read": "D", "move_ok": False, "rotate_ok": True, "parallax": 1.0}]
     assert sorted(p.name for p in (tmp_path / "pairs").glob("*.json")) == [
         "pairs-000000-000002.followed.json", "pairs-000002-000003.followed.json"]  # fmt: skip
     # The window: the chunk's frames and the history's last one, decoded with the latent before it as context.

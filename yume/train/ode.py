@@ -230,7 +230,8 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
 def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list[Action], motion) -> list[dict]:
     """Decode each sample of the chunk `x0` [B, C, f, h, w] after its `history` and read its camera motion as
     `yume bench sim` does (`motion`: a `MotionConfig`): per sample, the action asked, the one read, and whether the
-    move and the rotation are the ones asked (what `follows` judges)."""
+    move and the rotation are the ones asked (what `follows` judges), and the chunk's parallax (px a frame: how far
+    the estimator saw the camera step)."""
     from yume.eval.motion import estimate_chunk
     from yume.session import to_uint8
 
@@ -246,7 +247,8 @@ def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list
             frames = frames[-(x0.shape[2] * vae.temporal_stride + 1) :]
         est = estimate_chunk(frames, motion)
         rows.append({"asked": str(action), "read": str(Action(est.move, est.rotate)),
-                     "move_ok": est.move == action.move, "rotate_ok": est.rotate == action.rotate})  # fmt: skip
+                     "move_ok": est.move == action.move, "rotate_ok": est.rotate == action.rotate,
+                     "parallax": round(float(est.parallax), 4)})  # fmt: skip
     return rows
 
 

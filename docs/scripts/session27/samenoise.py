@@ -2,11 +2,12 @@
 # For the first N pairs of the folder PAIRS (written by `yume train ode-pairs` with CONFIG's data and seed, and read
 # by `yume train ode-verify`), each DiT's 4-step sampler is run from the pair's noise, history and captions, its
 # chunk decoded with VAE and read by the benchmark's estimator as the teacher's was (yume.train.ode.read_chunks).
-# Prints, per DiT, how often its chunk moves / turns / follows as asked, and how often it follows where the
-# teacher's chunk from the same noise followed. One row for the teacher, from the verdict files.
-import json
+# Prints, per DiT, how often its chunk moves / turns / follows as asked, how often it follows where the teacher's
+# chunk from the same noise followed, and the median parallax (px a frame) of its chunks that ask for a step, beside
+# the teacher's of the same chunks. The teacher's row reads its solutions again, as ode-verify did.
 import sys
 
+import numpy as np
 import torch
 
 from yume.actions import ALL_ACTIONS
@@ -14,7 +15,7 @@ from yume.data.cache import LatentCache
 from yume.eval.motion import MotionConfig
 from yume.models.wan import YumeTransformer
 from yume.train.config import load_config
-from yume.train.ode import PairSet, follows, pair_loader, read_chunks, shard_paths, verdict_path
+from yume.train.ode import PairSet, follows, pair_loader, read_chunks
 from yume.train.self_forcing import few_step_sigmas, rollout
 from yume.vae import WanVAE
 
@@ -23,25 +24,35 @@ config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys
 cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
 pairs = PairSet(folder, LatentCache(cfg.data.cache), cfg.run.seed)
 loader = pair_loader(cfg)
-teacher = {}
-for path in shard_paths(folder):
-    teacher.update(json.loads(verdict_path(path).read_text(encoding="utf-8")))
 records = pairs.records[:count]
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
 
 
+def asked(record: dict) -> list:
+    return [ALL_ACTIONS[loader.chunk_action(pairs.clips[c], record["start"])] for c in record["clip_ids"]]
+
+
+teacher = {}
+for k, record in enumerate(records):
+    pair = pairs.pair(k)
+    teacher[str(record["index"])] = read_chunks(vae, pair.x0, pair.history, asked(record), motion)
+
+
 def row(name: str, verdicts: list[list[dict]]) -> str:
     flat = [v for vs in verdicts for v in vs]
     taught = [v for r, vs in zip(records, verdicts) for t, v in zip(teacher[str(r["index"])], vs) if follows(t)]
+    steps = [v["parallax"] for v in flat if v["asked"][0] in "WASD"]
     n = len(flat)
     return (f"| {name} | {n} | {sum(v['move_ok'] for v in flat) / n:.2f} | {sum(v['rotate_ok'] for v in flat) / n:.2f}"
-            f" | {sum(follows(v) for v in flat) / n:.2f} | {sum(follows(v) for v in taught)} of {len(taught)} |")
+            f" | {sum(follows(v) for v in flat) / n:.2f} | {sum(follows(v) for v in taught)} of {len(taught)}"
+            f" | {np.median(steps):.3f} |")
 
 
 print(f"{len(records)} pairs of {folder} (teacher {pairs.meta['teacher']}, CFG {pairs.meta['guidance']})")
-print("| chunks of | samples | move as asked | turn as asked | follow their keys | follow where the teacher followed |")
-print("|---|---|---|---|---|---|")
+print("| chunks of | samples | move as asked | turn as asked | follow their keys | follow where the teacher followed "
+      "| median parallax where a step is asked (px a frame) |")
+print("|---|---|---|---|---|---|---|")
 print(row("the teacher (its 16-step guided solution)", [teacher[str(r["index"])] for r in records]), flush=True)
 for path in sys.argv[5:]:
     model = YumeTransformer.from_pretrained(path, dtype=torch.float32).eval()
@@ -51,6 +62,5 @@ for path in sys.argv[5:]:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = rollout(model, [pair.noise], [pair.context], pair.history, sigmas, [len(sigmas) - 2],
                           policy=cfg.model.history_policy)  # fmt: skip
-        asked = [ALL_ACTIONS[loader.chunk_action(pairs.clips[c], record["start"])] for c in record["clip_ids"]]
-        verdicts.append(read_chunks(vae, out.chunks[0].float(), pair.history, asked, motion))
+        verdicts.append(read_chunks(vae, out.chunks[0].float(), pair.history, asked(record), motion))
     print(row(path, verdicts), flush=True)
