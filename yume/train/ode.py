@@ -193,10 +193,10 @@ def _claim(path: Path) -> bool:
 def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> dict:
     """Decode every pair's teacher chunk with `vae` and read its camera motion with the evaluation's estimator
     (`yume.eval.motion.estimate_chunk`, as `yume bench sim` scores chunks). Per shard of `cfg.ode.pairs`, writes
-    `<shard>.followed.json`: for each pair index, per sample, the action asked, the one read, and whether the move
-    and the rotation are the ones asked; `ode.keep = "followed"` then trains on the pairs whose every sample
-    `follows` its keys. Shards already read are skipped (resumable; processes started a few seconds apart share
-    the work). Returns the verdicts of every shard.
+    `<shard>.followed.json`: for each pair index, `read_chunks`'s row per sample (the action asked, the one read,
+    whether the move and the rotation are the ones asked, the parallax); `ode.keep = "followed"` then trains on the
+    pairs whose every sample `follows` its keys. Shards already read are skipped (resumable; processes started a few
+    seconds apart share the work). Returns the verdicts of every shard.
 
     A window is the chunk with the history's last frame before it (the motion into a chunk's first frame is that
     chunk's), decoded together with the latent before that one so a causal decoder has its context.

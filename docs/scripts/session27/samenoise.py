@@ -1,7 +1,7 @@
 # samenoise.py CONFIG PAIRS VAE N DIT [DIT ...]: does the student walk where its teacher walked, from the same noise?
-# For the first N pairs of the folder PAIRS (written by `yume train ode-pairs` with CONFIG's data and seed, and read
-# by `yume train ode-verify`), each DiT's 4-step sampler is run from the pair's noise, history and captions, its
-# chunk decoded with VAE and read by the benchmark's estimator as the teacher's was (yume.train.ode.read_chunks).
+# For the first N pairs of the folder PAIRS (written by `yume train ode-pairs` with CONFIG's data and seed), each
+# DiT's 4-step sampler is run from the pair's noise, history and captions, its chunk decoded with VAE and read by the
+# benchmark's estimator as `yume train ode-verify` reads the teacher's (yume.train.ode.read_chunks).
 # Prints, per DiT, how often its chunk moves / turns / follows as asked, how often it follows where the teacher's
 # chunk from the same noise followed, and the median parallax (px a frame) of its chunks that ask for a step, beside
 # the teacher's of the same chunks. The teacher's row reads its solutions again, as ode-verify did.
