@@ -579,8 +579,10 @@ def test_ode_stage_errors_name_the_fix(cache, tmp_path, capsys):
         PairSet(tmp_path / "pairs", LatentCache(cache), seed=3)
 
 
-def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_misread(cache, tmp_path, monkeypatch):
+def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_misread(cache, tmp_path, monkeypatch,
+                                                                                      capsys):  # fmt: skip
     import yume.eval.motion as motion
+    from yume.cli import main
     from yume.data.cache import LatentCache
     from yume.session import to_uint8
     from yume.train.ode import PairSet, verify_pairs, write_pairs
@@ -593,26 +595,49 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     vae = WanVAE.from_config("tiny")
     windows = []
 
-    def estimate(frames, cfg=None):  # the clip walks forward; the second chunk read is made a strafe
-        windows.append(frames)
-        return motion.ChunkMotion(0.0, 0.0, 0.0, 1.0, 1.0, 4, "D" if len(windows) == 2 else "W", "")
+    def estimate(frames, cfg=None):  # the clip walks forward; pair 1's teacher chunk is read as a strafe
+        windows.append(frames)  # per pair: the teacher's chunk, then the data's own continuation (stepping 0.8 as far)
+        teacher = len(windows) % 2 == 1
+        move = "D" if len(windows) == 3 else "W"
+        return motion.ChunkMotion(0.0, 0.0, 0.0, 1.0, 1.0 if teacher else 0.8, 4, move, "")
 
     monkeypatch.setattr(motion, "estimate_chunk", estimate)
     verdicts = verify_pairs(cfg, vae)
-    assert sorted(verdicts) == ["0", "1", "2"] and len(windows) == 3
-    assert verdicts["1"] == [{"asked": "W", "read": "D", "move_ok": False, "rotate_ok": True, "parallax": 1.0}]
+    assert sorted(verdicts) == ["0", "1", "2"] and len(windows) == 6
+    assert verdicts["1"] == [{"asked": "W", "read": "D", "move_ok": False, "rotate_ok": True, "parallax": 1.0,
+                              "data_parallax": 0.8}]  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "pairs").glob("*.json")) == [
         "pairs-000000-000002.followed.json", "pairs-000002-000003.followed.json"]  # fmt: skip
-    # The window: the chunk's frames and the history's last one, decoded with the latent before it as context.
-    p = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0).pair(0)
-    with torch.no_grad():
-        want = to_uint8(vae.decode(torch.cat([p.history[:, :, -2:], p.x0], dim=2)))
+    # The windows: the chunk's frames and the history's last one, decoded with the latent before it as context; the
+    # teacher's chunk, then the clip's own latents where the pair's chunk starts.
+    lc = LatentCache(cache)
+    pairs = PairSet(tmp_path / "pairs", lc, seed=0)
+    p, record = pairs.pair(0), pairs.records[0]
+    clip = {c.id: c for c in lc.clips}[record["clip_ids"][0]]
+    true = lc.latents(clip)[:, record["start"] : record["start"] + p.x0.shape[2]][None]
     chunk_frames = p.x0.shape[2] * vae.temporal_stride
-    np.testing.assert_array_equal(windows[0], want[-(chunk_frames + 1) :])
+    with torch.no_grad():
+        for window, chunk in ((windows[0], p.x0), (windows[1], true)):
+            want = to_uint8(vae.decode(torch.cat([p.history[:, :, -2:], chunk], dim=2)))
+            np.testing.assert_array_equal(window, want[-(chunk_frames + 1) :])
     # Read once: a second call re-reads nothing, and the kept pairs are the ones read as asked.
-    assert verify_pairs(cfg, vae) == verdicts and len(windows) == 3
+    assert verify_pairs(cfg, vae) == verdicts and len(windows) == 6
+    cfg.save(tmp_path / "ode.toml")  # the command reads nothing again either, and sums the verdicts up
+    vae.save_pretrained(tmp_path / "vae")
+    capsys.readouterr()
+    assert main(["train", "ode-verify", "--config", str(tmp_path / "ode.toml"), "--vae", str(tmp_path / "vae")]) == 0
+    out = capsys.readouterr().out
+    assert len(windows) == 6
+    assert "of 3 teacher chunks, 2 move as asked, 3 turn as asked; 2 follow their keys" in out
+    assert "the teacher steps a median 1.250 times as far as the data's own continuation (2 chunks;" in out
     kept = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed")
     assert [r["index"] for r in kept.records] == [0, 2]
+    # A bound on the step against the data's: every teacher chunk here steps 1.25 times as far, so 1.25 keeps the
+    # same pairs and 1.3 none.
+    kept = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", min_step_ratio=1.25)
+    assert [r["index"] for r in kept.records] == [0, 2]
+    with pytest.raises(ValueError, match="follows its keys with a step of at least 1.3 times the data's; .*ode.min_step"):
+        PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", min_step_ratio=1.3)
     history = train(cfg.replace(**{"ode.keep": "followed"}))
     assert len(history) == 2
 
@@ -627,6 +652,13 @@ def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
     assert not follows({"asked": "A", "move_ok": True, "rotate_ok": False})
     assert follows({"asked": "↑←", "move_ok": False, "rotate_ok": True})
     assert not follows({"asked": "↑←", "move_ok": False, "rotate_ok": False})
+    # min_step_ratio: a step asked must also be long enough against the data's; a turn in place is not judged on it.
+    step = {"asked": "W+←", "move_ok": True, "rotate_ok": True, "parallax": 0.6, "data_parallax": 0.5}
+    assert follows(step, 1.2) and not follows(step, 1.3)
+    assert not follows({**step, "move_ok": False}, 1.0)
+    assert follows({"asked": "↑←", "move_ok": False, "rotate_ok": True, "parallax": 0.1, "data_parallax": 0.9}, 1.0)
+    with pytest.raises(ValueError, match="carry no data_parallax.*ode-verify.*ode.min_step_ratio = 0"):
+        follows({"asked": "W", "move_ok": True, "rotate_ok": True, "parallax": 0.5}, 0.5)
 
     perturbed_model(1).save_pretrained(tmp_path / "teacher")
     cfg = config(cache, tmp_path / "run", f"self_forcing.teacher={tmp_path / 'teacher'}",
@@ -636,3 +668,7 @@ def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
         PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed")
     with pytest.raises(ValueError, match="config ode.keep = 'some': must be 'all' or 'followed'"):
         cfg.replace(**{"ode.keep": "some"})
+    with pytest.raises(ValueError, match="config ode.min_step_ratio = 0.5: must be 0 unless ode.keep = 'followed'"):
+        cfg.replace(**{"ode.min_step_ratio": 0.5})
+    with pytest.raises(ValueError, match="config ode.min_step_ratio = -1.0: must be >= 0"):
+        cfg.replace(**{"ode.keep": "followed", "ode.min_step_ratio": -1.0})

@@ -306,8 +306,11 @@ def _ode_pairs(args) -> int:
 
 
 def _ode_verify(args) -> int:
+    import statistics
+
     from tqdm.auto import tqdm
 
+    from yume.actions import Action
     from yume.train.config import load_config
     from yume.train.ode import follows, verify_pairs
     from yume.vae import WanVAE
@@ -320,6 +323,11 @@ def _ode_verify(args) -> int:
     kept = sum(follows(v) for v in rows)
     print(f"{cfg.ode.pairs}: of {len(rows)} teacher chunks, {sum(v['move_ok'] for v in rows)} move as asked, "
           f"{sum(v['rotate_ok'] for v in rows)} turn as asked; {kept} follow their keys (kept by ode.keep = 'followed')")
+    steps = [v["parallax"] / v["data_parallax"] for v in rows
+             if v.get("data_parallax") and follows(v) and Action.parse(v["asked"]).move]  # fmt: skip
+    if steps:
+        print(f"where a step is asked and followed, the teacher steps a median {statistics.median(steps):.3f} times as "
+              f"far as the data's own continuation ({len(steps)} chunks; ode.min_step_ratio bounds it)")
     return 0
 
 

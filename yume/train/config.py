@@ -105,6 +105,11 @@ class OdeSection:
     # rotation, and the move where one is asked: yume.train.ode.follows; `yume train ode-verify` writes the
     # verdicts): the student learns the teacher's samples that answer the keys, not its mistakes. "all": every pair.
     keep: str = "all"
+    # With keep = "followed": also drop the pairs where a step is asked and the teacher's chunk steps less than this
+    # times as far as the data's own continuation of the same history (the verdicts' parallax / data_parallax). The
+    # 4-step students step short of their teacher (docs/sim-model.md, session 27); regressed onto the teacher's longer
+    # steps only, they are pushed back towards full ones. 0: no bound.
+    min_step_ratio: float = 0.0
 
 
 @dataclass
@@ -187,6 +192,9 @@ class TrainConfig:
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),
                "0 < sigma_min < sigma_max <= 1")  # fmt: skip
         _check(self.ode.keep in ("all", "followed"), "ode.keep", self.ode.keep, "'all' or 'followed'")
+        _check(self.ode.min_step_ratio >= 0, "ode.min_step_ratio", self.ode.min_step_ratio, ">= 0")
+        _check(not (self.ode.min_step_ratio and self.ode.keep != "followed"), "ode.min_step_ratio",
+               self.ode.min_step_ratio, "0 unless ode.keep = 'followed' (it reads `yume train ode-verify`'s verdicts)")  # fmt: skip
         _check(not (self.stage == "ode" and not self.ode.pairs), "ode.pairs", self.ode.pairs,
                "the folder `yume train ode-pairs` wrote, for the ode stage")  # fmt: skip
         _check(self.lora.rank >= 0, "lora.rank", self.lora.rank, ">= 0")

@@ -165,7 +165,8 @@ class Trainer:
         if cfg.stage in ("self-forcing", "ode"):
             self.sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
         if cfg.stage == "ode":
-            self.pairs = PairSet(cfg.ode.pairs, self.cache, cfg.run.seed, keep=cfg.ode.keep)
+            self.pairs = PairSet(cfg.ode.pairs, self.cache, cfg.run.seed, keep=cfg.ode.keep,
+                                 min_step_ratio=cfg.ode.min_step_ratio)  # fmt: skip
 
     def _add_part(self, name: str, model: nn.Module, lr: float, lora_scale: float | None) -> None:
         cfg = self.cfg

@@ -158,12 +158,23 @@ def write_pairs(
     return out
 
 
-def follows(verdict: dict) -> bool:
+def follows(verdict: dict, min_step_ratio: float = 0.0) -> bool:
     """Whether a teacher chunk, as `verify_pairs` read it, does what its keys asked: the rotation asked, and the move
-    asked where one is. A turn in place is not judged on its move: through a small VAE the estimator reads a walk in
-    nearly every turned chunk of every model's, and in 6 of 15 of the true videos' (docs/sim-model.md, session 26),
-    so the move it reads there says nothing about the teacher's mistakes."""
-    return bool(verdict["rotate_ok"] and (verdict["move_ok"] or not Action.parse(verdict["asked"]).move))
+    asked where one is (and, where one is, a step at least `min_step_ratio` times as long as the data's own
+    continuation of that history steps: the ratio of their parallaxes, which the scene's depth cancels out of). A turn
+    in place is not judged on its move: through a small VAE the estimator reads a walk in nearly every turned chunk of
+    every model's, and in 6 of 15 of the true videos' (docs/sim-model.md, session 26), so the move it reads there says
+    nothing about the teacher's mistakes."""
+    if not Action.parse(verdict["asked"]).move:
+        return bool(verdict["rotate_ok"])
+    if not (verdict["rotate_ok"] and verdict["move_ok"]):
+        return False
+    if not min_step_ratio:
+        return True
+    if "data_parallax" not in verdict:
+        raise ValueError("these verdicts carry no data_parallax (read before it was recorded): move the .followed.json "
+                         "files away and run `yume train ode-verify` again, or set ode.min_step_ratio = 0")  # fmt: skip
+    return verdict["parallax"] >= min_step_ratio * verdict["data_parallax"]
 
 
 def verdict_path(shard: Path) -> Path:
@@ -194,7 +205,8 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
     """Decode every pair's teacher chunk with `vae` and read its camera motion with the evaluation's estimator
     (`yume.eval.motion.estimate_chunk`, as `yume bench sim` scores chunks). Per shard of `cfg.ode.pairs`, writes
     `<shard>.followed.json`: for each pair index, `read_chunks`'s row per sample (the action asked, the one read,
-    whether the move and the rotation are the ones asked, the parallax); `ode.keep = "followed"` then trains on the
+    whether the move and the rotation are the ones asked, the parallax) and the parallax of the data's own
+    continuation of that history, read the same way (`data_parallax`); `ode.keep = "followed"` then trains on the
     pairs whose every sample `follows` its keys. Shards already read are skipped (resumable; processes started a few
     seconds apart share the work). Returns the verdicts of every shard.
 
@@ -215,7 +227,12 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
             for record in records:
                 pair = load_pair(record, loader.cache, clips, cfg.run.seed)
                 asked = [ALL_ACTIONS[loader.chunk_action(clips[c], record["start"])] for c in record["clip_ids"]]
-                found[str(record["index"])] = read_chunks(vae, pair.x0, pair.history, asked, motion)
+                rows = read_chunks(vae, pair.x0, pair.history, asked, motion)
+                start, length = record["start"], pair.x0.shape[2]
+                data = torch.stack([loader.cache.latents(clips[c])[:, start : start + length] for c in record["clip_ids"]])
+                for row, true in zip(rows, read_chunks(vae, data, pair.history, asked, motion)):
+                    row["data_parallax"] = true["parallax"]  # the scene's own step, for ode.min_step_ratio
+                found[str(record["index"])] = rows
                 if progress:
                     progress(1)
             tmp = out.with_name("." + out.name + ".tmp")
@@ -276,7 +293,7 @@ def load_pair(record: dict, cache: LatentCache, clips: dict, seed: int) -> Pair:
 class PairSet:
     """Every pair of a folder of shards, in memory (one chunk of latents each), with its history from the cache."""
 
-    def __init__(self, folder: str | Path, cache: LatentCache, seed: int, keep: str = "all"):
+    def __init__(self, folder: str | Path, cache: LatentCache, seed: int, keep: str = "all", min_step_ratio: float = 0.0):
         paths = shard_paths(folder)
         if not paths:
             raise FileNotFoundError(
@@ -296,9 +313,11 @@ class PairSet:
             verdicts = {}
             for p in paths:
                 verdicts.update(json.loads(verdict_path(p).read_text(encoding="utf-8")))
-            self.records = [r for r in self.records if all(follows(v) for v in verdicts[str(r["index"])])]
+            self.records = [r for r in self.records if all(follows(v, min_step_ratio) for v in verdicts[str(r["index"])])]
             if not self.records:
-                raise ValueError(f"no pair in {folder} follows its keys; train with ode.keep = 'all'")
+                bound = f" with a step of at least {min_step_ratio} times the data's" if min_step_ratio else ""
+                raise ValueError(f"no pair in {folder} follows its keys{bound}; train with ode.keep = 'all'"
+                                 + (" or a lower ode.min_step_ratio" if min_step_ratio else ""))  # fmt: skip
         self.cache, self.seed = cache, seed
         self.clips = {c.id: c for c in cache.clips}
 
