@@ -1,0 +1,66 @@
+# teachersteps.py CONFIG PAIRS VAE N STEPS:SHIFT:GUIDANCE [...]: how far the teacher steps, sampled other ways.
+# For the first N pairs of the folder PAIRS (written by `yume train ode-pairs` with CONFIG's data, seed and teacher),
+# the teacher's guided Euler ODE (yume.train.ode.teacher_solution) is solved again from each pair's own noise, history
+# and captions with each recipe given (16:3:3 is the one the pairs were written with), its chunk decoded with VAE and
+# read as `yume train ode-verify` reads it (yume.train.ode.read_chunks), beside the data's own continuation of the same
+# history. Prints per recipe how often the chunk moves / turns / follows as asked, and the median ratio of its step to
+# the data's (parallax / data parallax) where a step is asked: all such chunks, and those that follow their keys.
+import sys
+
+import numpy as np
+import torch
+
+from yume.actions import ALL_ACTIONS, Action
+from yume.data.cache import LatentCache
+from yume.eval.motion import MotionConfig
+from yume.sampling import get_schedule
+from yume.train.config import load_config
+from yume.train.loop import build_model
+from yume.train.ode import PairSet, follows, pair_loader, read_chunks, teacher_solution
+from yume.vae import WanVAE
+
+torch.set_grad_enabled(False)
+config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
+pairs = PairSet(folder, LatentCache(cfg.data.cache), cfg.run.seed)
+loader = pair_loader(cfg)
+records = pairs.records[:count]
+vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
+teacher = build_model(cfg, torch.device("cpu"), pairs.meta["teacher"]).requires_grad_(False).eval()
+policy = cfg.model.history_policy
+
+
+def asked(record: dict) -> list:
+    return [ALL_ACTIONS[loader.chunk_action(pairs.clips[c], record["start"])] for c in record["clip_ids"]]
+
+
+data = []
+for k, record in enumerate(records):
+    pair = pairs.pair(k)
+    start, length = record["start"], pair.x0.shape[2]
+    true = torch.stack([loader.cache.latents(pairs.clips[c])[:, start : start + length] for c in record["clip_ids"]])
+    data.append(read_chunks(vae, true, pair.history, asked(record), motion))
+
+print(f"{len(records)} pairs of {folder} (teacher {pairs.meta['teacher']})")
+print("| recipe (steps : shift : CFG) | samples | move as asked | turn as asked | follow their keys "
+      "| step / data's step, median (chunks asked a step) | … of those that follow |")
+print("|---|---|---|---|---|---|---|")
+for recipe in sys.argv[5:]:
+    steps, shift, guidance = recipe.split(":")
+    sigmas = get_schedule(int(steps), float(shift))
+    rows = []
+    for k, record in enumerate(records):
+        pair = pairs.pair(k)
+        uncond = [loader.cache.empty] * len(pair.context)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x0 = teacher_solution(teacher, pair.noise, pair.context, uncond, pair.history, sigmas, policy=policy,
+                                  guidance=float(guidance))  # fmt: skip
+        for v, d in zip(read_chunks(vae, x0.float(), pair.history, asked(record), motion), data[k]):
+            rows.append({**v, "data_parallax": d["parallax"]})
+    n = len(rows)
+    stepping = [r for r in rows if Action.parse(r["asked"]).move]
+    ratio = [r["parallax"] / max(r["data_parallax"], 1e-6) for r in stepping]
+    kept = [r["parallax"] / max(r["data_parallax"], 1e-6) for r in stepping if follows(r)]
+    print(f"| {recipe} | {n} | {sum(r['move_ok'] for r in rows) / n:.2f} | {sum(r['rotate_ok'] for r in rows) / n:.2f} "
+          f"| {sum(follows(r) for r in rows) / n:.2f} | {np.median(ratio):.3f} ({len(ratio)}) "
+          f"| {np.median(kept) if kept else float('nan'):.3f} ({len(kept)}) |", flush=True)
