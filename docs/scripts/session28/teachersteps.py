@@ -1,10 +1,12 @@
-# teachersteps.py CONFIG PAIRS VAE N STEPS:SHIFT:GUIDANCE [...]: how far the teacher steps, sampled other ways.
+# teachersteps.py CONFIG PAIRS VAE N STEPS:SHIFT:GUIDANCE[:A] [...]: how far the teacher steps, sampled other ways.
 # For the first N pairs of the folder PAIRS (written by `yume train ode-pairs` with CONFIG's data, seed and teacher),
 # the teacher's guided Euler ODE (yume.train.ode.teacher_solution) is solved again from each pair's own noise, history
 # and captions with each recipe given (16:3:3 is the one the pairs were written with), its chunk decoded with VAE and
 # read as `yume train ode-verify` reads it (yume.train.ode.read_chunks), beside the data's own continuation of the same
 # history. Prints per recipe how often the chunk moves / turns / follows as asked, and the median ratio of its step to
 # the data's (parallax / data parallax) where a step is asked: all such chunks, and those that follow their keys.
+# A fourth field A adds action-contrast guidance against the same caption with the step taken out (the rotation kept):
+# v = v_empty + CFG (v_c - v_empty) + A (v_c - v_nomove), a third pass a step where a step is asked.
 import sys
 
 import numpy as np
@@ -46,15 +48,26 @@ print("| recipe (steps : shift : CFG) | samples | move as asked | turn as asked 
       "| step / data's step, median (chunks asked a step) | … of those that follow |")
 print("|---|---|---|---|---|---|---|")
 for recipe in sys.argv[5:]:
-    steps, shift, guidance = recipe.split(":")
+    steps, shift, guidance, contrast = (recipe.split(":") + ["0"])[:4]
     sigmas = get_schedule(int(steps), float(shift))
     rows = []
     for k, record in enumerate(records):
         pair = pairs.pair(k)
         uncond = [loader.cache.empty] * len(pair.context)
+        nomove = [loader.cache.decomposed(pairs.clips[c], ALL_ACTIONS.index(Action(rotate=a.rotate)))
+                  for c, a in zip(record["clip_ids"], asked(record))]  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            x0 = teacher_solution(teacher, pair.noise, pair.context, uncond, pair.history, sigmas, policy=policy,
-                                  guidance=float(guidance))  # fmt: skip
+            if float(contrast) and any(a.move for a in asked(record)):
+                x = pair.noise
+                for i in range(len(sigmas) - 1):
+                    sigma = sigmas[i].expand(x.shape[0])
+                    v_c, v_u, v_n = (teacher(x, sigma, c, pair.history, policy=policy) for c in (pair.context, uncond, nomove))
+                    v = v_u + float(guidance) * (v_c - v_u) + float(contrast) * (v_c - v_n)
+                    x = x + (sigmas[i + 1] - sigmas[i]) * v.float()
+                x0 = x
+            else:
+                x0 = teacher_solution(teacher, pair.noise, pair.context, uncond, pair.history, sigmas, policy=policy,
+                                      guidance=float(guidance))  # fmt: skip
         for v, d in zip(read_chunks(vae, x0.float(), pair.history, asked(record), motion), data[k]):
             rows.append({**v, "data_parallax": d["parallax"]})
     n = len(rows)
