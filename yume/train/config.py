@@ -107,8 +107,9 @@ class OdeSection:
     keep: str = "all"
     # With keep = "followed": also drop the pairs where a step is asked and the teacher's chunk steps less than this
     # times as far as the data's own continuation of the same history (the verdicts' parallax / data_parallax). The
-    # 4-step students step short of their teacher (docs/sim-model.md, session 27); regressed onto the teacher's longer
-    # steps only, they are pushed back towards full ones. 0: no bound.
+    # 4-step students step short of their teacher (docs/sim-model.md, session 27), which steps short of its data
+    # (session 28); 0.9 there did not lengthen the student's step, since the ratio picks scenes as much as steps.
+    # 0: no bound.
     min_step_ratio: float = 0.0
 
 
