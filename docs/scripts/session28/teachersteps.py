@@ -5,8 +5,10 @@
 # read as `yume train ode-verify` reads it (yume.train.ode.read_chunks), beside the data's own continuation of the same
 # history. Prints per recipe how often the chunk moves / turns / follows as asked, and the median ratio of its step to
 # the data's (parallax / data parallax) where a step is asked: all such chunks, and those that follow their keys.
+# TEACHER=DIT in the environment solves with that DiT instead of the pairs' teacher (e.g. a continuation of it).
 # A fourth field A adds action-contrast guidance against the same caption with the step taken out (the rotation kept):
 # v = v_empty + CFG (v_c - v_empty) + A (v_c - v_nomove), a third pass a step where a step is asked.
+import os
 import sys
 
 import numpy as np
@@ -28,7 +30,8 @@ pairs = PairSet(folder, LatentCache(cfg.data.cache), cfg.run.seed)
 loader = pair_loader(cfg)
 records = pairs.records[:count]
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
-teacher = build_model(cfg, torch.device("cpu"), pairs.meta["teacher"]).requires_grad_(False).eval()
+teacher_path = os.environ.get("TEACHER") or pairs.meta["teacher"]
+teacher = build_model(cfg, torch.device("cpu"), teacher_path).requires_grad_(False).eval()
 policy = cfg.model.history_policy
 
 
@@ -43,7 +46,7 @@ for k, record in enumerate(records):
     true = torch.stack([loader.cache.latents(pairs.clips[c])[:, start : start + length] for c in record["clip_ids"]])
     data.append(read_chunks(vae, true, pair.history, asked(record), motion))
 
-print(f"{len(records)} pairs of {folder} (teacher {pairs.meta['teacher']})")
+print(f"{len(records)} pairs of {folder} (written by {pairs.meta['teacher']}; solved here by {teacher_path})")
 print("| recipe (steps : shift : CFG) | samples | move as asked | turn as asked | follow their keys "
       "| step / data's step, median (chunks asked a step) | … of those that follow |")
 print("|---|---|---|---|---|---|---|")
