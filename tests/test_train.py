@@ -615,6 +615,7 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     p, record = pairs.pair(0), pairs.records[0]
     clip = {c.id: c for c in lc.clips}[record["clip_ids"][0]]
     true = lc.latents(clip)[:, record["start"] : record["start"] + p.x0.shape[2]][None]
+    assert torch.equal(p.data, true)  # the pair carries the data's own chunk after its history
     chunk_frames = p.x0.shape[2] * vae.temporal_stride
     with torch.no_grad():
         for window, chunk in ((windows[0], p.x0), (windows[1], true)):

@@ -213,7 +213,6 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
     A window is the chunk with the history's last frame before it (the motion into a chunk's first frame is that
     chunk's), decoded together with the latent before that one so a causal decoder has its context.
     """
-    from yume.actions import ALL_ACTIONS
     from yume.eval.motion import MotionConfig
 
     loader = pair_loader(cfg)
@@ -226,11 +225,9 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
             found = {}
             for record in records:
                 pair = load_pair(record, loader.cache, clips, cfg.run.seed)
-                asked = [ALL_ACTIONS[loader.chunk_action(clips[c], record["start"])] for c in record["clip_ids"]]
+                asked = asked_actions(loader, clips, record)
                 rows = read_chunks(vae, pair.x0, pair.history, asked, motion)
-                start, length = record["start"], pair.x0.shape[2]
-                data = torch.stack([loader.cache.latents(clips[c])[:, start : start + length] for c in record["clip_ids"]])
-                for row, true in zip(rows, read_chunks(vae, data, pair.history, asked, motion)):
+                for row, true in zip(rows, read_chunks(vae, pair.data, pair.history, asked, motion)):
                     row["data_parallax"] = true["parallax"]  # the scene's own step, for ode.min_step_ratio
                 found[str(record["index"])] = rows
                 if progress:
@@ -242,6 +239,13 @@ def verify_pairs(cfg, vae, *, progress: Callable[[int], None] | None = None) -> 
         if out.is_file():
             verdicts.update(json.loads(out.read_text(encoding="utf-8")))
     return verdicts
+
+
+def asked_actions(loader: LatentLoader, clips: dict, record: dict) -> list[Action]:
+    """The action each sample of a pair was captioned with, as the loader chose it (`clips`: the cache's clips by id)."""
+    from yume.actions import ALL_ACTIONS
+
+    return [ALL_ACTIONS[loader.chunk_action(clips[c], record["start"])] for c in record["clip_ids"]]
 
 
 def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list[Action], motion) -> list[dict]:
@@ -276,6 +280,7 @@ class Pair:
     context: list[torch.Tensor]
     x0: torch.Tensor  # the teacher's solution from `noise`
     mode: str
+    data: torch.Tensor  # the clips' own chunk after this history: what the data did where the teacher was asked to
 
 
 def load_pair(record: dict, cache: LatentCache, clips: dict, seed: int) -> Pair:
@@ -284,10 +289,12 @@ def load_pair(record: dict, cache: LatentCache, clips: dict, seed: int) -> Pair:
     missing = [c for c in record["clip_ids"] if c not in clips]
     if missing:
         raise ValueError(f"ODE pair {record['index']} names clips {missing} this cache lacks; use the pairs' cache")
-    start = record["start"]
-    history = torch.stack([cache.latents(clips[c])[:, :start] for c in record["clip_ids"]]) if start else None
+    start, length = record["start"], record["x0"].shape[2]
+    latents = [cache.latents(clips[c]) for c in record["clip_ids"]]  # each clip read once
+    history = torch.stack([x[:, :start] for x in latents]) if start else None
+    data = torch.stack([x[:, start : start + length] for x in latents])
     return Pair(noise_for(seed, record["index"], record["x0"].shape), history, record["context"], record["x0"],
-                record["mode"])  # fmt: skip
+                record["mode"], data)  # fmt: skip
 
 
 class PairSet:

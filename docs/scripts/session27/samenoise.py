@@ -10,12 +10,11 @@ import sys
 import numpy as np
 import torch
 
-from yume.actions import ALL_ACTIONS
 from yume.data.cache import LatentCache
 from yume.eval.motion import MotionConfig
 from yume.models.wan import YumeTransformer
 from yume.train.config import load_config
-from yume.train.ode import PairSet, follows, pair_loader, read_chunks
+from yume.train.ode import PairSet, asked_actions, follows, pair_loader, read_chunks
 from yume.train.self_forcing import few_step_sigmas, rollout
 from yume.vae import WanVAE
 
@@ -30,7 +29,7 @@ sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
 
 
 def asked(record: dict) -> list:
-    return [ALL_ACTIONS[loader.chunk_action(pairs.clips[c], record["start"])] for c in record["clip_ids"]]
+    return asked_actions(loader, pairs.clips, record)
 
 
 teacher = {}

@@ -20,7 +20,7 @@ from yume.eval.motion import MotionConfig
 from yume.sampling import get_schedule
 from yume.train.config import load_config
 from yume.train.loop import build_model
-from yume.train.ode import PairSet, follows, pair_loader, read_chunks, teacher_solution
+from yume.train.ode import PairSet, asked_actions, follows, pair_loader, read_chunks, teacher_solution
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
@@ -35,16 +35,11 @@ teacher = build_model(cfg, torch.device("cpu"), teacher_path).requires_grad_(Fal
 policy = cfg.model.history_policy
 
 
-def asked(record: dict) -> list:
-    return [ALL_ACTIONS[loader.chunk_action(pairs.clips[c], record["start"])] for c in record["clip_ids"]]
-
-
-data = []
-for k, record in enumerate(records):
+asked = [asked_actions(loader, pairs.clips, record) for record in records]
+data = []  # the data's own continuation of each pair's history, read as the teacher's chunks are
+for k in range(len(records)):
     pair = pairs.pair(k)
-    start, length = record["start"], pair.x0.shape[2]
-    true = torch.stack([loader.cache.latents(pairs.clips[c])[:, start : start + length] for c in record["clip_ids"]])
-    data.append(read_chunks(vae, true, pair.history, asked(record), motion))
+    data.append(read_chunks(vae, pair.data, pair.history, asked[k], motion))
 
 print(f"{len(records)} pairs of {folder} (written by {pairs.meta['teacher']}; solved here by {teacher_path})")
 print("| recipe (steps : shift : CFG) | samples | move as asked | turn as asked | follow their keys "
@@ -58,9 +53,9 @@ for recipe in sys.argv[5:]:
         pair = pairs.pair(k)
         uncond = [loader.cache.empty] * len(pair.context)
         nomove = [loader.cache.decomposed(pairs.clips[c], ALL_ACTIONS.index(Action(rotate=a.rotate)))
-                  for c, a in zip(record["clip_ids"], asked(record))]  # fmt: skip
+                  for c, a in zip(record["clip_ids"], asked[k])]  # fmt: skip
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            if float(contrast) and any(a.move for a in asked(record)):
+            if float(contrast) and any(a.move for a in asked[k]):
                 x = pair.noise
                 for i in range(len(sigmas) - 1):
                     sigma = sigmas[i].expand(x.shape[0])
@@ -71,7 +66,7 @@ for recipe in sys.argv[5:]:
             else:
                 x0 = teacher_solution(teacher, pair.noise, pair.context, uncond, pair.history, sigmas, policy=policy,
                                       guidance=float(guidance))  # fmt: skip
-        for v, d in zip(read_chunks(vae, x0.float(), pair.history, asked(record), motion), data[k]):
+        for v, d in zip(read_chunks(vae, x0.float(), pair.history, asked[k], motion), data[k]):
             rows.append({**v, "data_parallax": d["parallax"]})
     n = len(rows)
     stepping = [r for r in rows if Action.parse(r["asked"]).move]
