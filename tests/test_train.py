@@ -554,6 +554,18 @@ def test_ode_pairs_round_trip_resume_and_the_stage_regresses_the_student_onto_th
                                               dtype=torch.float32)
     assert mean_loss(trained) < 0.7 * mean_loss(student)
 
+    # ode.target = "data": the same rollout's x̂₀ charged against the clips' own chunk after that history instead.
+    from yume.train.self_forcing import rollout
+
+    p = pairs.pair(0)
+    assert p.data.shape == p.x0.shape and not torch.equal(p.data, p.x0)
+    with torch.no_grad():
+        x0_hat = rollout(student, [p.noise], [p.context], p.history, sigmas, [2], policy="release").chunks[0]
+        got = ode_loss(student, p, sigmas, 2, policy="release", device="cpu", target="data")
+    torch.testing.assert_close(got, F.mse_loss(x0_hat, p.data))
+    with pytest.raises(ValueError, match="ODE target must be 'teacher' or 'data', got 'clips'"):
+        ode_loss(student, p, sigmas, 2, policy="release", device="cpu", target="clips")
+
 
 def test_ode_stage_errors_name_the_fix(cache, tmp_path, capsys):
     from yume.cli import main
@@ -671,5 +683,7 @@ def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
         cfg.replace(**{"ode.keep": "some"})
     with pytest.raises(ValueError, match="config ode.min_step_ratio = 0.5: must be 0 unless ode.keep = 'followed'"):
         cfg.replace(**{"ode.min_step_ratio": 0.5})
+    with pytest.raises(ValueError, match="config ode.target = 'clips': must be 'teacher' or 'data'"):
+        cfg.replace(**{"ode.target": "clips"})
     with pytest.raises(ValueError, match="config ode.min_step_ratio = -1.0: must be >= 0"):
         cfg.replace(**{"ode.keep": "followed", "ode.min_step_ratio": -1.0})

@@ -107,10 +107,17 @@ class OdeSection:
     keep: str = "all"
     # With keep = "followed": also drop the pairs where a step is asked and the teacher's chunk steps less than this
     # times as far as the data's own continuation of the same history (the verdicts' parallax / data_parallax). The
-    # 4-step students step short of their teacher (docs/sim-model.md, session 27), which steps short of its data
-    # (session 28); 0.9 there did not lengthen the student's step, since the ratio picks scenes as much as steps.
-    # 0: no bound.
+    # 4-step students step short of their teacher (docs/sim-model.md, session 27), which reads short of its data
+    # (session 28; session 29 traced that reading to its near ground's texture wobbling, which the estimator's tracks
+    # drop, more than to a short step); 0.9 there did not lengthen the student's step, since the ratio picks scenes as
+    # much as steps. 0: no bound.
     min_step_ratio: float = 0.0
+    # What the student's x̂₀ regresses: "teacher", the teacher's solution from the pair's noise (ODE distillation);
+    # "data", the clips' own continuation of the same history (`Pair.data`): the mean of what the data does next,
+    # blurred wherever the next chunk is not fixed by its history and keys (docs/sim-model.md, session 29, tried it for
+    # the data's full step; the estimator's reading of the student did not change). The pairs' noise and histories
+    # are used either way.
+    target: str = "teacher"
 
 
 @dataclass
@@ -193,6 +200,7 @@ class TrainConfig:
         _check(0 < sf.sigma_min < sf.sigma_max <= 1, "self_forcing.sigma_min/max", (sf.sigma_min, sf.sigma_max),
                "0 < sigma_min < sigma_max <= 1")  # fmt: skip
         _check(self.ode.keep in ("all", "followed"), "ode.keep", self.ode.keep, "'all' or 'followed'")
+        _check(self.ode.target in ("teacher", "data"), "ode.target", self.ode.target, "'teacher' or 'data'")
         _check(self.ode.min_step_ratio >= 0, "ode.min_step_ratio", self.ode.min_step_ratio, ">= 0")
         _check(not (self.ode.min_step_ratio and self.ode.keep != "followed"), "ode.min_step_ratio",
                self.ode.min_step_ratio, "0 unless ode.keep = 'followed' (it reads `yume train ode-verify`'s verdicts)")  # fmt: skip

@@ -271,7 +271,8 @@ class Trainer:
         pair = self.pairs.pair((k + self.info.rank) % len(self.pairs))
         part = self.parts["generator"]
         with self.autocast:
-            loss = ode_loss(part.model, pair, self.sigmas, exit_step, policy=self.policy, device=self.device)
+            loss = ode_loss(part.model, pair, self.sigmas, exit_step, policy=self.policy, device=self.device,
+                            target=self.cfg.ode.target)  # fmt: skip
         _check_finite(loss, step, "ODE regression loss")
         norm = _optimize(part, loss, self.cfg, lr_at(step, self.cfg.optim.lr, self.cfg.optim.warmup_steps))
         return {"loss": loss.item(), "grad_norm": norm, "mode": pair.mode, "exit": exit_step,

@@ -254,23 +254,28 @@ def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list
     move and the rotation are the ones asked (what `follows` judges), and the chunk's parallax (px a frame: how far
     the estimator saw the camera step)."""
     from yume.eval.motion import estimate_chunk
-    from yume.session import to_uint8
 
     rows = []
     for b, action in enumerate(asked):
-        before = 0 if history is None else min(2, history.shape[2])
-        latents = x0[b : b + 1]
-        if before:
-            latents = torch.cat([history[b : b + 1, :, -before:], latents], dim=2)
-        with torch.no_grad():
-            frames = to_uint8(vae.decode(latents.to(vae.device)))
-        if before:  # the chunk's frames and the one before them
-            frames = frames[-(x0.shape[2] * vae.temporal_stride + 1) :]
+        frames = decode_window(vae, x0[b : b + 1], None if history is None else history[b : b + 1])
         est = estimate_chunk(frames, motion)
         rows.append({"asked": str(action), "read": str(Action(est.move, est.rotate)),
                      "move_ok": est.move == action.move, "rotate_ok": est.rotate == action.rotate,
                      "parallax": round(float(est.parallax), 4)})  # fmt: skip
     return rows
+
+
+def decode_window(vae, x0: torch.Tensor, history: torch.Tensor | None) -> np.ndarray:
+    """One sample's chunk `x0` [1, C, f, h, w] decoded after its `history` as the estimator reads it: the chunk's
+    frames and the history's last frame before them (the motion into a chunk's first frame is that chunk's), decoded
+    together with the latent before that one so a causal decoder has its context. [T, H, W, 3] uint8."""
+    from yume.session import to_uint8
+
+    before = 0 if history is None else min(2, history.shape[2])
+    latents = x0 if not before else torch.cat([history[:, :, -before:], x0], dim=2)
+    with torch.no_grad():
+        frames = to_uint8(vae.decode(latents.to(vae.device)))
+    return frames[-(x0.shape[2] * vae.temporal_stride + 1) :] if before else frames
 
 
 @dataclass
@@ -335,10 +340,15 @@ class PairSet:
         return load_pair(self.records[k], self.cache, self.clips, self.seed)
 
 
-def ode_loss(model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device) -> torch.Tensor:
+def ode_loss(
+    model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device, target: str = "teacher"
+) -> torch.Tensor:
     """The student's few-step sampler from the pair's noise, with gradient through step `exit_step` only; the MSE
-    between its x̂₀ there and the teacher's solution."""
+    between its x̂₀ there and the teacher's solution (`target="teacher"`) or the data's own chunk (`"data"`)."""
+    if target not in ("teacher", "data"):
+        raise ValueError(f"ODE target must be 'teacher' or 'data', got {target!r}")
     history = None if pair.history is None else pair.history.to(device)
     out = rollout(model, [pair.noise.to(device)], [[c.to(device) for c in pair.context]], history, sigmas,
                   [exit_step], policy=policy)  # fmt: skip
-    return F.mse_loss(out.chunks[0].float(), pair.x0.to(device).float())
+    goal = pair.x0 if target == "teacher" else pair.data
+    return F.mse_loss(out.chunks[0].float(), goal.to(device).float())
