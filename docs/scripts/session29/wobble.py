@@ -1,0 +1,59 @@
+# wobble.py CONFIG PAIRS VAE N AMPLITUDE [AMPLITUDE ...]: does the benchmark's estimator read a texture wobble as a
+# short step? For the first N pairs of PAIRS, the data's own continuation of each pair's history (decoded as
+# ode-verify decodes it, so its camera moves exactly as the keys asked) is read again after each frame is warped by
+# its own random smooth displacement field (white noise blurred over 4 px, scaled to AMPLITUDE px RMS, drawn anew
+# each frame): the camera is unchanged, only the texture wobbles about it, as the teacher's ground does (tracks.py).
+# An amplitude ending in "b" (e.g. 0.4b) wobbles only the bottom third of the frame (the near ground, as the teacher's
+# wobbles more than the rest), ramped in over the 8 rows above it.
+# Prints, per amplitude, how often the chunk moves and turns as asked and its median parallax where a step is asked.
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+from yume.data.cache import LatentCache
+from yume.eval.motion import MotionConfig, estimate_chunk
+from yume.train.config import load_config
+from yume.train.ode import PairSet, asked_actions, decode_window, load_pair, pair_loader
+from yume.vae import WanVAE
+
+torch.set_grad_enabled(False)
+config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
+cache = LatentCache(cfg.data.cache)
+pairs = PairSet(folder, cache, cfg.run.seed)
+loader = pair_loader(cfg)
+vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
+
+
+def wobble(frames, spec, rng):
+    amplitude = float(spec.rstrip("b"))
+    if amplitude == 0:
+        return frames
+    h, w = frames.shape[1:3]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mask = np.clip((ys - (2 * h / 3 - 8)) / 8, 0, 1) if spec.endswith("b") else np.ones_like(ys)
+    out = []
+    for f in frames:
+        d = [cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 4.0) for _ in range(2)]
+        scale = mask * amplitude / np.sqrt(np.mean(d[0] ** 2 + d[1] ** 2))
+        out.append(cv2.remap(f, xs + scale * d[0], ys + scale * d[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+chunks = []
+for record in pairs.records[:count]:
+    pair = load_pair(record, cache, pairs.clips, cfg.run.seed)
+    for b, action in enumerate(asked_actions(loader, pairs.clips, record)):
+        history = None if pair.history is None else pair.history[b : b + 1]
+        chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
+print(f"{len(chunks)} data chunks of the first {count} pairs of {folder}, each frame's texture wobbled about the camera")
+print("| wobble (px RMS) | move as asked | turn as asked | median parallax where a step is asked (px a frame) |")
+print("|---|---|---|---|")
+for amplitude in sys.argv[5:]:
+    rng = np.random.default_rng(0)
+    reads = [(a, estimate_chunk(wobble(f, amplitude, rng), motion)) for a, f in chunks]
+    step = [e.parallax for a, e in reads if a.move]
+    print(f"| {amplitude} | {np.mean([e.move == a.move for a, e in reads]):.2f} | "
+          f"{np.mean([e.rotate == a.rotate for a, e in reads]):.2f} | {np.median(step):.3f} |", flush=True)
