@@ -554,6 +554,13 @@ def test_ode_pairs_round_trip_resume_and_the_stage_regresses_the_student_onto_th
                                               dtype=torch.float32)
     assert mean_loss(trained) < 0.7 * mean_loss(student)
 
+    # open_pairs (the analysis scripts' setup) reads the same pairs back through the run's saved config.
+    from yume.train.ode import open_pairs
+
+    cfg2, again, loader = open_pairs(tmp_path / "run/config.toml", tmp_path / "pairs")
+    assert (cfg2.stage, len(again)) == ("ode", len(pairs))
+    assert loader.batch(0).clip_ids == again.records[0]["clip_ids"]
+
     # ode.target = "data": the same rollout's x̂₀ charged against the clips' own chunk after that history instead.
     from yume.train.self_forcing import rollout
 

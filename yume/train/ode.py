@@ -340,6 +340,16 @@ class PairSet:
         return load_pair(self.records[k], self.cache, self.clips, self.seed)
 
 
+def open_pairs(config: str | Path, folder: str | Path) -> tuple:
+    """For analysis scripts: (the ode config at `config` with ode.pairs = `folder`, the PairSet of `folder` read with
+    that config's cache and seed, the data loader its pairs were drawn from)."""
+    from yume.train.config import load_config
+
+    cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
+    loader = pair_loader(cfg)
+    return cfg, PairSet(folder, loader.cache, cfg.run.seed), loader
+
+
 def ode_loss(
     model, pair: Pair, sigmas: torch.Tensor, exit_step: int, *, policy: str, device, target: str = "teacher"
 ) -> torch.Tensor:

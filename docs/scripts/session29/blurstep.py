@@ -8,17 +8,14 @@ import cv2
 import numpy as np
 import torch
 
-from yume.data.cache import LatentCache
 from yume.eval.motion import MotionConfig, estimate_chunk
-from yume.train.config import load_config
-from yume.train.ode import PairSet, decode_window, load_pair
+from yume.train.ode import decode_window, load_pair, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
-cache = LatentCache(cfg.data.cache)
-pairs = PairSet(folder, cache, cfg.run.seed)
+cfg, pairs, loader = open_pairs(config, folder)
+cache = pairs.cache
 clips = {c.id: c for c in cache.clips}
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 SIGMAS = (0.0, 0.7, 1.2)

@@ -11,18 +11,14 @@ import cv2
 import numpy as np
 import torch
 
-from yume.data.cache import LatentCache
 from yume.eval.motion import MotionConfig, _gray, track_jitter
-from yume.train.config import load_config
-from yume.train.ode import PairSet, asked_actions, decode_window, load_pair, pair_loader
+from yume.train.ode import asked_actions, decode_window, load_pair, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
-cache = LatentCache(cfg.data.cache)
-pairs = PairSet(folder, cache, cfg.run.seed)
-loader = pair_loader(cfg)
+cfg, pairs, loader = open_pairs(config, folder)
+cache = pairs.cache
 vae, m = WanVAE.from_pretrained(vae_path), MotionConfig()
 lk = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 counts, jitters = {"teacher": np.zeros(5, int), "data": np.zeros(5, int)}, {"teacher": [], "data": []}
