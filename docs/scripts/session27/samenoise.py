@@ -10,19 +10,15 @@ import sys
 import numpy as np
 import torch
 
-from yume.data.cache import LatentCache
 from yume.eval.motion import MotionConfig
 from yume.models.wan import YumeTransformer
-from yume.train.config import load_config
-from yume.train.ode import PairSet, asked_actions, follows, pair_loader, read_chunks
+from yume.train.ode import asked_actions, follows, open_pairs, read_chunks
 from yume.train.self_forcing import few_step_sigmas, rollout
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = load_config(config, ["stage=ode", f"ode.pairs={folder}"])
-pairs = PairSet(folder, LatentCache(cfg.data.cache), cfg.run.seed)
-loader = pair_loader(cfg)
+cfg, pairs, loader = open_pairs(config, folder)
 records = pairs.records[:count]
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
