@@ -9,14 +9,12 @@ import numpy as np
 import torch
 
 from yume.eval.motion import MotionConfig, estimate_chunk
-from yume.train.ode import decode_window, load_pair, open_pairs
+from yume.train.ode import decode_window, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-cache = pairs.cache
-clips = {c.id: c for c in cache.clips}
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 SIGMAS = (0.0, 0.7, 1.2)
 
@@ -30,8 +28,8 @@ def blur(frames, s):
 
 
 rows = {"teacher": [], "data": []}
-for record in pairs.records[:count]:
-    pair = load_pair(record, cache, clips, cfg.run.seed)
+for k in range(min(count, len(pairs))):
+    pair = pairs.pair(k)
     for name, x in (("teacher", pair.x0), ("data", pair.data)):
         fr = decode_window(vae, x, pair.history)
         rows[name].append([sharpness(fr)] + [estimate_chunk(blur(fr, s), motion).parallax for s in SIGMAS])

@@ -12,20 +12,19 @@ import numpy as np
 import torch
 
 from yume.eval.motion import MotionConfig, _gray, track_jitter
-from yume.train.ode import asked_actions, decode_window, load_pair, open_pairs
+from yume.train.ode import asked_actions, decode_window, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-cache = pairs.cache
 vae, m = WanVAE.from_pretrained(vae_path), MotionConfig()
 lk = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 counts, jitters = {"teacher": np.zeros(5, int), "data": np.zeros(5, int)}, {"teacher": [], "data": []}
-for record in pairs.records[:count]:
+for k, record in enumerate(pairs.records[:count]):
     if not any(a.move for a in asked_actions(loader, pairs.clips, record)):
         continue
-    pair = load_pair(record, cache, pairs.clips, cfg.run.seed)
+    pair = pairs.pair(k)
     for name, x in (("teacher", pair.x0), ("data", pair.data)):
         gray = _gray(decode_window(vae, x, pair.history), m)[: m.pair_gap + 1]
         h, w = gray[0].shape

@@ -10,21 +10,20 @@ import torch
 
 from yume.actions import Action
 from yume.eval.motion import MotionConfig
-from yume.train.ode import asked_actions, load_pair, open_pairs, read_chunks
+from yume.train.ode import asked_actions, open_pairs, read_chunks
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-cache = pairs.cache
 vae = WanVAE.from_pretrained(vae_path)
 print("| jitter bound (px) | chunks | move as asked | turn as asked | median parallax where a step is asked (px a frame) |")
 print("|---|---|---|---|---|")
 for bound in map(float, sys.argv[5:]):
     reads = {"teacher": [], "data": []}
-    for record in pairs.records[:count]:
+    for k, record in enumerate(pairs.records[:count]):
         asked = asked_actions(loader, pairs.clips, record)
-        pair = load_pair(record, cache, pairs.clips, cfg.run.seed)
+        pair = pairs.pair(k)
         for name, x in (("teacher", pair.x0), ("data", pair.data)):
             reads[name] += read_chunks(vae, x, pair.history, asked, MotionConfig(jitter_px=bound))
     for name, rows in reads.items():

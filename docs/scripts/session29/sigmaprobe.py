@@ -27,14 +27,14 @@ teacher = build_model(cfg, torch.device("cpu"), teacher_path).requires_grad_(Fal
 policy, guidance = cfg.model.history_policy, float(os.environ.get("GUIDANCE", cfg.self_forcing.guidance))
 records = pairs.records[:count]
 asked = [asked_actions(loader, pairs.clips, r) for r in records]
-data = [read_chunks(vae, pairs.pair(k).data, pairs.pair(k).history, asked[k], motion) for k in range(len(records))]
+loaded = [pairs.pair(k) for k in range(len(records))]  # read from the cache once, for every σ
+data = [read_chunks(vae, pair.data, pair.history, asked[k], motion) for k, pair in enumerate(loaded)]
 print(f"{len(records)} pairs of {folder}; teacher {teacher_path}, CFG {guidance}")
 print("| σ | x̂₀ moves as asked | x̂₀'s step / the data's, median (chunks asked a step) |")
 print("|---|---|---|")
 for s in map(float, sys.argv[5:]):
     rows = []
-    for k in range(len(records)):
-        pair = pairs.pair(k)
+    for k, pair in enumerate(loaded):
         sigma = torch.full((pair.data.shape[0],), s)
         x = (1 - s) * pair.data + s * pair.noise
         uncond = [loader.cache.empty] * len(pair.context)

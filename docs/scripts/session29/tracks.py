@@ -12,13 +12,12 @@ import numpy as np
 import torch
 
 from yume.eval.motion import MotionConfig, _gray, _track
-from yume.train.ode import asked_actions, decode_window, load_pair, open_pairs
+from yume.train.ode import asked_actions, decode_window, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-cache = pairs.cache
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 
 
@@ -42,10 +41,10 @@ def stats(frames):
 
 
 rows = {"teacher": [], "data": []}
-for record in pairs.records[:count]:
+for k, record in enumerate(pairs.records[:count]):
     if not any(a.move for a in asked_actions(loader, pairs.clips, record)):
         continue
-    pair = load_pair(record, cache, pairs.clips, cfg.run.seed)
+    pair = pairs.pair(k)
     for name, x in (("teacher", pair.x0), ("data", pair.data)):
         rows[name].append(stats(decode_window(vae, x, pair.history)))
 n = len(rows["data"])

@@ -13,13 +13,12 @@ import numpy as np
 import torch
 
 from yume.eval.motion import MotionConfig, estimate_chunk
-from yume.train.ode import asked_actions, decode_window, load_pair, open_pairs
+from yume.train.ode import asked_actions, decode_window, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-cache = pairs.cache
 vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
 
 
@@ -39,8 +38,8 @@ def wobble(frames, spec, rng):
 
 
 chunks = []
-for record in pairs.records[:count]:
-    pair = load_pair(record, cache, pairs.clips, cfg.run.seed)
+for k, record in enumerate(pairs.records[:count]):
+    pair = pairs.pair(k)
     for b, action in enumerate(asked_actions(loader, pairs.clips, record)):
         history = None if pair.history is None else pair.history[b : b + 1]
         chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
