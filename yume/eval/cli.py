@@ -6,6 +6,7 @@ import argparse
 
 from yume.eval.metrics import ModelPaths
 from yume.eval.motion import MotionConfig
+from yume.sim.camera import MOVE_SPEED
 from yume.sim.events import EVENTS
 
 
@@ -40,9 +41,10 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from yume.eval.validate import format_validation, validate_if
 
-    motion = MotionConfig(opening_px=args.opening, contrast_sigma_px=args.contrast_sigma)
+    motion = MotionConfig(opening_px=args.opening, contrast_sigma_px=args.contrast_sigma, jitter_px=args.jitter)
     report = validate_if(repeats=args.repeats, height=args.height, width=args.width, frames=args.frames,
-                         seed=args.seed, motion=motion, event=args.event)
+                         seed=args.seed, motion=motion, event=args.event, wobble_px=args.wobble,
+                         wobble_region=args.wobble_region, move_speed=args.move_speed)
     print(format_validation(report), end="")
     return 0
 
@@ -89,10 +91,19 @@ def add_eval_parser(subparsers) -> argparse._SubParsersAction:
     val.add_argument("--frames", type=int, default=16, help="frames per clip")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--event", choices=list(EVENTS), help="draw this event, ramping in over each clip")
+    val.add_argument("--move-speed", type=float, default=MOVE_SPEED, help=f"metres a frame (default {MOVE_SPEED:g})")
     default = MotionConfig()
     val.add_argument("--opening", type=int, default=default.opening_px,
                      help=f"estimator: grey-level opening width, px (default {default.opening_px}; 0 = off)")
     val.add_argument("--contrast-sigma", type=float, default=default.contrast_sigma_px,
                      help=f"estimator: local contrast normalisation sigma, px (default {default.contrast_sigma_px:g}; 0 = off)")
+    val.add_argument("--jitter", type=float, default=default.jitter_px,
+                     help=f"estimator: RMS departure from a quadratic in time above which a track may be dropped, px "
+                          f"(default {default.jitter_px:g})")
+    val.add_argument("--wobble", type=float, default=0.0,
+                     help="shimmer each frame's texture by this many px RMS about the known camera, as a small "
+                          "generator's near ground does (default 0: off)")
+    val.add_argument("--wobble-region", choices=["all", "bottom"], default="all",
+                     help="where the wobble is: the whole frame or its bottom third (the near ground)")
     val.set_defaults(func=_validate)
     return sub

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 
 from yume.actions import MOVES, ROTATIONS, Action
-from yume.eval.motion import MotionConfig, estimate_chunk
+from yume.eval.motion import MotionConfig, estimate_chunk, require_cv2
 from yume.sim import Camera, World, render_clip
 from yume.sim.camera import MOVE_SPEED, TURN_SPEED
 from yume.sim.events import EVENTS, Scene, apply_event
@@ -26,16 +26,23 @@ def validate_if(
     move_speed: float = MOVE_SPEED,
     turn_speed: float = TURN_SPEED,
     event: str | None = None,
+    wobble_px: float = 0.0,
+    wobble_region: str = "all",
 ) -> dict:
     """Render one clip per (move, rotate) combination and repeat (all 81 by default), estimate, and tally.
 
     Each clip starts at a random place, heading and slight pitch in one of eight street worlds and holds its action
     for `frames` frames. `event` (a `yume.sim.events.EVENTS` name) draws that event ramping in from nothing at the
-    first frame to full strength at the last, as it ramps in during a benchmark chunk.
+    first frame to full strength at the last, as it ramps in during a benchmark chunk. `wobble_px` > 0 then shimmers
+    each frame's texture about the known camera (`wobble_texture`), as a generator's fast-moving ground does.
     Returns {"clips": [(move, rotate, est_move, est_rotate)], "seconds": float}.
     """
     if event is not None and event not in EVENTS:
         raise ValueError(f"unknown event {event!r}; known: {', '.join(EVENTS)}")
+    if wobble_px < 0 or wobble_region not in WOBBLE_REGIONS:
+        raise ValueError(f"wobble_px={wobble_px} must be >= 0 and wobble_region={wobble_region!r} one of "
+                         f"{', '.join(WOBBLE_REGIONS)}")
+    wobble_rng = np.random.default_rng(seed + 1_000_003)
     motion = motion or MotionConfig(fov_deg=70.0)
     combos = combos or list(itertools.product(MOVES, ROTATIONS))
     rng = np.random.default_rng(seed)
@@ -51,9 +58,38 @@ def validate_if(
                                    fov_deg=70.0, move_speed=move_speed, turn_speed=turn_speed, supersample=1)
             if event is not None:
                 video = apply_event(video, event, Scene(world, poses), np.linspace(0.0, 1.0, len(video)))
+            if wobble_px > 0:
+                video = wobble_texture(video, wobble_px, wobble_rng, wobble_region)
             est = estimate_chunk(video, motion)
             clips.append((move, rotate, est.move, est.rotate))
     return {"clips": clips, "seconds": time.perf_counter() - t0}
+
+
+WOBBLE_REGIONS = ("all", "bottom")
+
+
+def wobble_texture(frames: np.ndarray, amplitude_px: float, rng: np.random.Generator, region: str = "all",
+                   smooth_px: float = 4.0) -> np.ndarray:
+    """frames [T, H, W, 3] uint8 with each frame's texture shimmered about the camera, which is left as it was.
+
+    Every frame is resampled through its own random smooth displacement field (white noise blurred over `smooth_px`,
+    scaled to `amplitude_px` RMS, drawn anew each frame). A small generator renders a fast-moving, finely textured
+    near ground this way (docs/sim-model.md, session 29: about 0.34 px RMS about the smooth track, the data's 0.17);
+    `region="bottom"` confines it to the bottom third of the frame, ramped in over the 8 rows above, as there.
+    """
+    cv2 = require_cv2()
+    if amplitude_px <= 0:
+        return frames
+    h, w = frames.shape[1:3]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mask = np.clip((ys - (2 * h / 3 - 8)) / 8, 0, 1) if region == "bottom" else np.ones_like(ys)
+    out = []
+    for f in frames:
+        d = [cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), smooth_px) for _ in range(2)]
+        scale = mask * (amplitude_px / np.sqrt(np.mean(d[0] ** 2 + d[1] ** 2)))
+        out.append(cv2.remap(np.ascontiguousarray(f), xs + scale * d[0], ys + scale * d[1], cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
 
 
 def per_class(clips: list[tuple[str, str, str, str]]) -> dict[str, dict[str, float]]:
