@@ -253,6 +253,26 @@ def test_validate_if_draws_the_asked_event_and_rejects_unknown_ones(monkeypatch)
         validate_if(combos=[("W", "")], event="hail")
 
 
+def test_wobble_texture_shifts_pixels_by_the_asked_rms_where_asked():
+    from yume.eval.validate import wobble_texture
+
+    ys, xs = np.mgrid[0:96, 0:96]
+    ramp = np.stack([xs * 2, ys * 2, np.zeros_like(xs)], -1).astype(np.uint8)  # red = 2x, green = 2y: a shift reads off
+    frames = np.stack([ramp, ramp])
+    rng = np.random.default_rng(0)
+    assert wobble_texture(frames, 0.0, rng) is frames
+    out = wobble_texture(frames, 3.0, rng).astype(np.float64)
+    shift = (out[..., :2] - frames[..., :2]) / 2.0  # [T, H, W, (dx, dy)] in pixels
+    inner = shift[:, 8:-8, 8:-8]  # away from the reflected border
+    assert np.sqrt(np.mean((inner**2).sum(-1))) == pytest.approx(3.0, rel=0.15)
+    assert np.abs(shift[0] - shift[1]).max() > 1.0  # a fresh field each frame
+    bottom = wobble_texture(frames, 3.0, rng, region="bottom").astype(np.float64)
+    assert np.array_equal(bottom[:, : 96 * 2 // 3 - 8], frames[:, : 96 * 2 // 3 - 8])  # the top two thirds untouched
+    assert np.abs(bottom[:, 80:] - frames[:, 80:]).mean() > 1.0
+    with pytest.raises(ValueError, match="wobble_region='middle'"):
+        validate_if(combos=[("W", "")], wobble_px=0.3, wobble_region="middle")
+
+
 def test_cli_parses_score_and_validate():
     parser = argparse.ArgumentParser(prog="yume")
     add_eval_parser(parser.add_subparsers(dest="command"))
@@ -263,6 +283,10 @@ def test_cli_parses_score_and_validate():
     assert (args.event, args.opening, args.contrast_sigma) == (None, 3, 12.0)  # MotionConfig's defaults
     args = parser.parse_args(["eval", "validate-if", "--event", "fog", "--opening", "0", "--contrast-sigma", "0"])
     assert (args.event, args.opening, args.contrast_sigma) == ("fog", 0, 0.0)
+    assert (args.jitter, args.wobble, args.wobble_region, args.move_speed) == (0.05, 0.0, "all", 0.1)  # the defaults
+    args = parser.parse_args(["eval", "validate-if", "--jitter", "0.4", "--wobble", "0.3", "--wobble-region", "bottom",
+                              "--move-speed", "0.2"])
+    assert (args.jitter, args.wobble, args.wobble_region, args.move_speed) == (0.4, 0.3, "bottom", 0.2)
 
 
 def test_eval_run_generates_each_case_with_a_model_and_scores_it(tmp_path, capsys, monkeypatch):
