@@ -30,6 +30,8 @@ class MotionConfig:
     max_corners: int = 400
     fb_max_px: float = 0.7  # forward-backward tracking error above which a track is dropped
     jitter_px: float = 0.05  # RMS departure of a track from a quadratic in time: rougher tracks are dropped
+    # ... or rougher than the median track of their band of rows, where that is noisier: 1 band is the whole frame.
+    jitter_bands: int = 1
     rotate_deg_per_frame: float = 0.45  # |yaw| or |pitch| rate above which the chunk counts as turning
     parallax_percentile: float = 80.0  # which rotation-only residual measures a pair's parallax
     parallax_px_per_frame: float = 0.125  # that residual's rate above which the camera counts as moving
@@ -44,6 +46,8 @@ class MotionConfig:
     contrast_sigma_px: float = 12.0
 
     def __post_init__(self):
+        if self.jitter_bands < 1:
+            raise ValueError(f"jitter_bands={self.jitter_bands} must be >= 1")
         if self.pair_gap < 1 or self.pair_stride < 1:
             raise ValueError(f"pair_gap={self.pair_gap} and pair_stride={self.pair_stride} must be >= 1")
         if not 0.0 <= self.parallax_percentile <= 100.0:
@@ -102,7 +106,8 @@ def _track(gray: list[np.ndarray], cfg: MotionConfig):
 
     A held action moves the camera smoothly, so a true track is close to a quadratic in time; tracks that jump
     (aliased thin or distant structures, slips along edges) are dropped: those rougher than cfg.jitter_px, or than
-    the median track where the whole video is noisier than that.
+    the median track of their band of rows (cfg.jitter_bands equal bands by where the track starts) where that band
+    is noisier than that.
     """
     cv2 = require_cv2()
     h, w = gray[0].shape
@@ -125,7 +130,12 @@ def _track(gray: list[np.ndarray], cfg: MotionConfig):
     alive &= inside
     if len(path) > 3 and alive.any():
         jitter = track_jitter(np.stack(path).astype(np.float64))
-        alive &= jitter <= max(cfg.jitter_px, float(np.median(jitter[alive])))
+        band = np.minimum((path[0][:, 1] * cfg.jitter_bands / h).astype(int), cfg.jitter_bands - 1)
+        bound = np.full(len(jitter), cfg.jitter_px)
+        for k in range(cfg.jitter_bands):
+            if (alive & (band == k)).any():
+                bound[band == k] = max(cfg.jitter_px, float(np.median(jitter[alive & (band == k)])))
+        alive &= jitter <= bound
     return p0.reshape(-1, 2)[alive].astype(np.float64), q[alive].astype(np.float64)
 
 

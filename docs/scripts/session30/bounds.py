@@ -1,4 +1,4 @@
-# bounds.py SEED REPEATS BOUND [BOUND ...]: the IF estimator's jitter bound (MotionConfig.jitter_px) on the
+# bounds.py SEED REPEATS BOUND[xBANDS] ...: the IF estimator's jitter bound (MotionConfig.jitter_px, and jitter_bands) on the
 # validation clips of `yume eval validate-if` (known camera, 0.1 m and 1.5 degrees a frame, 128 x 128, 16 frames),
 # clean and with each frame's texture shimmered about the camera (yume.eval.validate.wobble_texture): 0.3 and 0.6 px
 # RMS in the bottom third (the near ground, as a small generator's shimmers) and 0.3 px over the whole frame.
@@ -17,14 +17,15 @@ import sys
 from yume.eval.motion import MotionConfig
 from yume.eval.validate import per_class, validate_if
 
-seed, repeats, bounds = int(sys.argv[1]), int(sys.argv[2]), [float(b) for b in sys.argv[3:]]
+seed, repeats = int(sys.argv[1]), int(sys.argv[2])
+bounds = [tuple(map(float, (b + "x1").split("x")[:2])) for b in sys.argv[3:]]  # "0.05x3": 0.05 px, 3 bands
 conditions = [("clean", 0.0, "all"), ("0.3b", 0.3, "bottom"), ("0.6b", 0.6, "bottom"), ("0.3", 0.3, "all")]
 print(f"seed {seed}, {repeats} repeats of the 81 combinations")
-print("| condition | jitter bound (px) | movement | rotation | both |")
+print("| condition | jitter bound (px) × bands | movement | rotation | both |")
 print("|---|---|---|---|---|")
 for name, amplitude, region in conditions:
     for bound in bounds:
-        report = validate_if(repeats=repeats, seed=seed, motion=MotionConfig(jitter_px=bound), wobble_px=amplitude,
-                             wobble_region=region)
+        motion = MotionConfig(jitter_px=bound[0], jitter_bands=int(bound[1]))
+        report = validate_if(repeats=repeats, seed=seed, motion=motion, wobble_px=amplitude, wobble_region=region)
         o = per_class(report["clips"])["overall"]
-        print(f"| {name} | {bound:g} | {o['movement']:.3f} | {o['rotation']:.3f} | {o['both']:.3f} |", flush=True)
+        print(f"| {name} | {bound[0]:g} × {int(bound[1])} | {o['movement']:.3f} | {o['rotation']:.3f} | {o['both']:.3f} |", flush=True)

@@ -1,4 +1,4 @@
-# pairbounds.py CONFIG PAIRS VAE N BOUND [BOUND ...]: the IF estimator's jitter bound on true videos at the
+# pairbounds.py CONFIG PAIRS VAE N BOUND[xBANDS] ...: the IF estimator's jitter bound (and bands) on true videos at the
 # benchmark's settings: the data's own continuation of each of the first N pairs' histories (decoded through VAE as
 # ode-verify decodes it, so the camera moves exactly as the keys asked, 0.2 m a frame), clean and with each frame's
 # texture shimmered (yume.eval.validate.wobble_texture: 0.3 and 0.6 px RMS in the bottom third, 0.3 px over the whole
@@ -15,7 +15,7 @@ from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-bounds = [float(b) for b in sys.argv[5:]]
+bounds = [tuple(map(float, (b + "x1").split("x")[:2])) for b in sys.argv[5:]]
 cfg, pairs, loader = open_pairs(config, folder)
 vae = WanVAE.from_pretrained(vae_path)
 chunks = []
@@ -25,13 +25,13 @@ for k, record in enumerate(pairs.records[:count]):
         history = None if pair.history is None else pair.history[b : b + 1]
         chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
 print(f"{len(chunks)} data chunks of the first {count} pairs of {folder}")
-print("| condition | jitter bound (px) | move as asked | turn as asked |")
+print("| condition | jitter bound (px) × bands | move as asked | turn as asked |")
 print("|---|---|---|---|")
 for name, amplitude, region in [("clean", 0.0, "all"), ("0.3b", 0.3, "bottom"), ("0.6b", 0.6, "bottom"),
                                 ("0.3", 0.3, "all")]:
     rng = np.random.default_rng(0)
     frames = [wobble_texture(f, amplitude, rng, region) for _, f in chunks]
     for bound in bounds:
-        reads = [(a, estimate_chunk(f, MotionConfig(jitter_px=bound))) for (a, _), f in zip(chunks, frames)]
-        print(f"| {name} | {bound:g} | {np.mean([e.move == a.move for a, e in reads]):.3f} | "
+        reads = [(a, estimate_chunk(f, MotionConfig(jitter_px=bound[0], jitter_bands=int(bound[1])))) for (a, _), f in zip(chunks, frames)]
+        print(f"| {name} | {bound[0]:g} × {int(bound[1])} | {np.mean([e.move == a.move for a, e in reads]):.3f} | "
               f"{np.mean([e.rotate == a.rotate for a, e in reads]):.3f} |", flush=True)
