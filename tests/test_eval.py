@@ -283,10 +283,11 @@ def test_cli_parses_score_and_validate():
     assert (args.event, args.opening, args.contrast_sigma) == (None, 3, 12.0)  # MotionConfig's defaults
     args = parser.parse_args(["eval", "validate-if", "--event", "fog", "--opening", "0", "--contrast-sigma", "0"])
     assert (args.event, args.opening, args.contrast_sigma) == ("fog", 0, 0.0)
-    assert (args.jitter, args.wobble, args.wobble_region, args.move_speed) == (0.05, 0.0, "all", 0.1)  # the defaults
+    assert (args.jitter, args.jitter_bands, args.wobble, args.wobble_region, args.move_speed) == (
+        MotionConfig().jitter_px, MotionConfig().jitter_bands, 0.0, "all", 0.1)  # the defaults
     args = parser.parse_args(["eval", "validate-if", "--jitter", "0.4", "--wobble", "0.3", "--wobble-region", "bottom",
-                              "--move-speed", "0.2"])
-    assert (args.jitter, args.wobble, args.wobble_region, args.move_speed) == (0.4, 0.3, "bottom", 0.2)
+                              "--move-speed", "0.2", "--jitter-bands", "3"])
+    assert args.jitter_bands == 3 and (args.jitter, args.wobble, args.wobble_region, args.move_speed) == (0.4, 0.3, "bottom", 0.2)
 
 
 def test_eval_run_generates_each_case_with_a_model_and_scores_it(tmp_path, capsys, monkeypatch):

@@ -41,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from yume.eval.validate import format_validation, validate_if
 
-    motion = MotionConfig(opening_px=args.opening, contrast_sigma_px=args.contrast_sigma, jitter_px=args.jitter)
+    motion = MotionConfig(opening_px=args.opening, contrast_sigma_px=args.contrast_sigma, jitter_px=args.jitter,
+                          jitter_bands=args.jitter_bands)
     report = validate_if(repeats=args.repeats, height=args.height, width=args.width, frames=args.frames,
                          seed=args.seed, motion=motion, event=args.event, wobble_px=args.wobble,
                          wobble_region=args.wobble_region, move_speed=args.move_speed)
@@ -100,6 +101,9 @@ def add_eval_parser(subparsers) -> argparse._SubParsersAction:
     val.add_argument("--jitter", type=float, default=default.jitter_px,
                      help=f"estimator: RMS departure from a quadratic in time above which a track may be dropped, px "
                           f"(default {default.jitter_px:g})")
+    val.add_argument("--jitter-bands", type=int, default=default.jitter_bands,
+                     help=f"estimator: bands of rows that each get their own median jitter bound (default "
+                          f"{default.jitter_bands})")
     val.add_argument("--wobble", type=float, default=0.0,
                      help="shimmer each frame's texture by this many px RMS about the known camera, as a small "
                           "generator's near ground does (default 0: off)")
