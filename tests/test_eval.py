@@ -244,8 +244,10 @@ def test_validate_if_draws_the_asked_event_and_rejects_unknown_ones(monkeypatch)
 
     seen = []
     monkeypatch.setattr(validate, "estimate_chunk", lambda video, motion: seen.append(video) or estimate_chunk(video, motion))
-    plain = validate_if(combos=[("W", "")], frames=8)
-    night = validate_if(combos=[("W", "")], frames=8, event="night")
+    # 16 frames, validate-if's own length: this 8-frame walk is one the 3-band estimator misreads even clear
+    # (docs/eval.md, "Shimmer": 8-frame clips read 0.966 against 0.978)
+    plain = validate_if(combos=[("W", "")], frames=16)
+    night = validate_if(combos=[("W", "")], frames=16, event="night")
     assert seen[0][0].tolist() == seen[1][0].tolist()  # strength 0 at the first frame
     assert seen[1][-1].mean() < 0.7 * seen[0][-1].mean()  # full night at the last
     assert plain["clips"][0][2] == night["clips"][0][2] == "W"

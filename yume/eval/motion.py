@@ -30,8 +30,10 @@ class MotionConfig:
     max_corners: int = 400
     fb_max_px: float = 0.7  # forward-backward tracking error above which a track is dropped
     jitter_px: float = 0.05  # RMS departure of a track from a quadratic in time: rougher tracks are dropped
-    # ... or rougher than the median track of their band of rows, where that is noisier: 1 band is the whole frame.
-    jitter_bands: int = 1
+    # ... or rougher than the median track of their band of rows (3: thirds), where that band is noisier: a generator's
+    # fast near ground shimmers more than its far field, and one median for the whole frame dropped all of it
+    # (docs/eval.md, "Shimmer"; 1 band is the estimator before session 30).
+    jitter_bands: int = 3
     rotate_deg_per_frame: float = 0.45  # |yaw| or |pitch| rate above which the chunk counts as turning
     parallax_percentile: float = 80.0  # which rotation-only residual measures a pair's parallax
     parallax_px_per_frame: float = 0.125  # that residual's rate above which the camera counts as moving
