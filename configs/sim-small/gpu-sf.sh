@@ -15,6 +15,9 @@
 #       [CLIPS=240] [FIRST_SEED=4000] [BATCH=16] [SF_SETS="optim.lr=4e-5"] [DEVICE=cuda] [STEPS=N] bash configs/sim-small/gpu-sf.sh
 #
 # Self-Forcing takes the GPU when there is one (DEVICE only places the caching); STEPS caps its steps (a CPU trial).
+# Session 30 ran it as SLOT=530 BATCH=16 CLIPS=240 FIRST_SEED=4000 SF_SETS="optim.lr=4e-5" with INIT the package's
+# DiT and TEACHER gpu29-1804: 986 steps in 6.6 min; the asked event twice as often (15 of 30 against 8), no more walk
+# (126 of 216 against 132): docs/sim-model.md, session 30.
 # OUT receives dit.tar (the exported DiT, bf16), sf.log and logs.tgz.
 set -u
 SLOT=${SLOT:-480}
