@@ -562,6 +562,8 @@ def test_bench_sim_first_scene_moves_the_worlds_and_refuses_training_seeds(tmp_p
     # Bad sampling settings are refused before the model loads, and nothing is written.
     assert main(["bench", "sim", str(tmp_path / "c"), "--shift", "0"]) == 2
     assert "shift must be > 0, got 0.0" in capsys.readouterr().err and not (tmp_path / "c").exists()
+    assert main(["bench", "sim", str(tmp_path / "d"), "--jitter-bands", "0"]) == 2
+    assert "jitter_bands=0 must be >= 1" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 def test_bench_walk_scores_each_window_of_a_long_walk_and_refuses_bad_arguments(tmp_path, capsys):

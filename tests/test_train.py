@@ -560,6 +560,17 @@ def test_ode_pairs_round_trip_resume_and_the_stage_regresses_the_student_onto_th
     cfg2, again, loader = open_pairs(tmp_path / "run/config.toml", tmp_path / "pairs")
     assert (cfg2.stage, len(again)) == ("ode", len(pairs))
     assert loader.batch(0).clip_ids == again.records[0]["clip_ids"]
+    # data_chunks: per sample of each pair, the action asked and the data's own chunk decoded after its history.
+    from yume.train.ode import asked_actions, data_chunks, decode_window
+    from yume.vae import WanVAE
+
+    vae = WanVAE.from_config("tiny")
+    chunks = data_chunks(vae, again, loader, 2)
+    asked = [a for r in again.records[:2] for a in asked_actions(loader, again.clips, r)]
+    assert [a for a, _ in chunks] == asked and len(chunks) == sum(len(r["clip_ids"]) for r in again.records[:2])
+    first = again.pair(0)
+    want = decode_window(vae, first.data[:1], None if first.history is None else first.history[:1])
+    assert np.array_equal(chunks[0][1], want) and want.dtype == np.uint8
 
     # ode.target = "data": the same rollout's x̂₀ charged against the clips' own chunk after that history instead.
     from yume.train.self_forcing import rollout

@@ -29,15 +29,8 @@ BATCH=${BATCH:-16}
 DEVICE=${DEVICE:-cuda}
 PKG=yume/assets/yume-sim-small
 : "${INIT:?INIT: the DiT to continue (e.g. $PKG/dit)}" "${TEACHER:?TEACHER: the flow teacher DiT folder}"
-T0=$(date +%s)
 CORES=$(nproc --all)
-yume() { python3 -m yume.cli "$@"; }
-left() { echo $((SLOT - ($(date +%s) - T0))); }
-say() { echo "[$(($(date +%s) - T0)) s] $*"; }
-fail() { say "$1 failed"; tail -20 "$2"; exit 1; }
-mkdir -p "$WORK" "$OUT"
-pack_logs() { (cd "$WORK" && find . -name '*.log' -o -name log.jsonl -o -name '*.toml' | tar czf "$OUT/logs.tgz" -T -) 2>/dev/null; }
-trap pack_logs EXIT
+source "$(dirname "$0")/slot-common.sh"
 
 say "render $CLIPS worlds from seed $FIRST_SEED on $((CORES > 1 ? CORES - 1 : 1)) of $CORES cores"
 yume data synth "$WORK/raw" --clips "$CLIPS" --first-seed "$FIRST_SEED" --workers $((CORES > 1 ? CORES - 1 : 1)) \

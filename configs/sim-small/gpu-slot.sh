@@ -64,18 +64,11 @@ SYNTH_ARGS=()  # the world's key speeds and segments, when not the data defaults
 [ -n "${SEGMENTS:-}" ] && SYNTH_ARGS+=(--segments "$SEGMENTS")
 [ -n "${SEGMENT_FRAMES:-}" ] && SYNTH_ARGS+=(--segment-frames "$SEGMENT_FRAMES")
 [ -n "${EVENT_ONSETS:-}" ] && SYNTH_ARGS+=(--event-onsets "$EVENT_ONSETS")
-T0=$(date +%s)
 CORES=$(nproc)
 RENDER_A=$((CORES > 3 ? CORES - 1 : 1))
 RENDER_B=$((CORES > 4 ? CORES - 3 : 1))  # leave cores for the VAE or the DiT and the cache's main process
 CACHE_WORKERS=$([ "$DEVICE" = cpu ] && echo 1 || echo 8)
-yume() { python3 -m yume.cli "$@"; }
-left() { echo $((SLOT - ($(date +%s) - T0))); }
-say() { echo "[$(($(date +%s) - T0)) s] $*"; }
-fail() { say "$1 failed"; tail -20 "$2"; exit 1; }
-mkdir -p "$WORK" "$OUT"
-pack_logs() { (cd "$WORK" && find . -name '*.log' -o -name log.jsonl -o -name '*.toml' | tar czf "$OUT/logs.tgz" -T -) 2>/dev/null; }
-trap pack_logs EXIT
+source "$(dirname "$0")/slot-common.sh"
 
 TEXT_ARGS=(--text-encoder tiny --text-dim 64 --text-len 128)
 [ -n "${TEXT:-}" ] && TEXT_ARGS=(--text-encoder "$TEXT" --text-dtype fp32 --text-len 128)

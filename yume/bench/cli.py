@@ -85,6 +85,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--reference", action="store_true",
                    help="also score the true videos, rendered and through the model's VAE (the IF and event following "
                         "it can reach at best)")
+    p.add_argument("--jitter-bands", type=int, default=None,
+                   help="the IF estimator's bands of rows with their own jitter bound (default: MotionConfig's, 3; "
+                        "1 reads as the benchmark did before session 30, docs/eval.md 'Shimmer')")
     p.set_defaults(func=_sim)
 
     p = group.add_parser("walk", help="long walks of the street-world model: IF, drift and time per chunk by window")
@@ -142,6 +145,7 @@ def _px(value: float | None) -> str:
 
 def _sim(args) -> int:
     from yume.bench.sim import event_detector, reference_ifs, run_sim_bench, untrained_twin
+    from yume.eval.motion import MotionConfig
     from yume.session import SessionConfig
     from yume.sim.bench import require_held_out
     from yume.world import WorldModel
@@ -150,19 +154,21 @@ def _sim(args) -> int:
         require_held_out("--first-scene", args.first_scene)
     # Bad sampling settings fail here, not after the model has loaded and the event detector has been fitted.
     SessionConfig(steps=args.steps, shift=args.shift, guidance=args.guidance)
+    motion = MotionConfig() if args.jitter_bands is None else MotionConfig(jitter_bands=args.jitter_bands)
     world = WorldModel.load(args.model, device="cpu", dtype=args.dtype, weights=args.weights)
     if args.untrained:
         world = untrained_twin(world)
     detector = event_detector(world)  # fitted once: rendered walks through the world's VAE
     if args.reference:
-        refs = reference_ifs(world, args.out, scenes=args.scenes, first_scene=args.first_scene, detector=detector)
+        refs = reference_ifs(world, args.out, scenes=args.scenes, first_scene=args.first_scene, detector=detector,
+                             motion=motion)
         for name, r in refs.items():
             print(f"IF of the true videos, {name}: movement {r['if_movement']:.3f}  rotation {r['if_rotation']:.3f}  "
                   f"both {r['if_both']:.3f}  (by chunk: {_by_chunk(r['by_chunk'])}; {_by_event(r['by_event'])}; "
                   f"by commanded move: {_by_move(r['by_move'])})")  # fmt: skip
             print(f"event following of the true videos, {name}: {_events(r)}")
     s = run_sim_bench(world, args.out, scenes=args.scenes, steps=args.steps, guidance=args.guidance,
-                      shift=args.shift, first_scene=args.first_scene, detector=detector)
+                      shift=args.shift, first_scene=args.first_scene, detector=detector, motion=motion)
     print(s.pop("table"), end="")
     print(f"IF by chunk (chunk 1 starts from the image, its caption the only clue): {_by_chunk(s['if_by_chunk'])}")
     print(f"IF by event: {_by_event(s['if_by_event'])}")

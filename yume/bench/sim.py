@@ -71,13 +71,13 @@ def event_detector(world: WorldModel):
 
 
 def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first_scene: int | None = None,
-                  detector=None) -> dict:  # fmt: skip
+                  detector=None, motion=None) -> dict:  # fmt: skip
     """IF and event following of the benchmark's true videos, rendered, and rendered then passed through the world's
     VAE.
 
     The first is the scorers' accuracy on this benchmark; the second bounds what any DiT decoded by this VAE can
     score. Writes out/reference.json and returns {"rendered": summary, "vae": summary}. `detector`: the world's
-    `event_detector`, if already fitted.
+    `event_detector`, if already fitted; `motion`: the IF estimator's settings (default `MotionConfig()`).
     """
     from yume.eval.motion import MotionConfig
     from yume.eval.score import if_by_chunk, if_by_event, if_by_move, load_benchmark, run_cases, summary
@@ -97,7 +97,7 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
             rows.append(event_case(case.id, asked, video, counts, detector))
             return video, counts
 
-        results = run_cases(cases, generate, MotionConfig())
+        results = run_cases(cases, generate, motion or MotionConfig())
         ref[name] = {k: v for k, v in summary(results).items() if k.startswith("if_")}
         ref[name]["by_chunk"] = if_by_chunk(results)
         ref[name]["by_event"] = if_by_event(results)
@@ -109,11 +109,12 @@ def reference_ifs(world: WorldModel, out: str | Path, *, scenes: int = 12, first
 
 def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps: int | None = None,
                   guidance: float | None = None, shift: float | None = None, first_scene: int | None = None,
-                  detector=None) -> dict:  # fmt: skip
+                  detector=None, motion=None) -> dict:  # fmt: skip
     """Write the held-out benchmark to out/bench, generate it into out/videos, score it; returns the summary.
 
     Also writes out/results.json, out/results.md (per-case IF and metrics) and out/events.json (event following:
-    `event_detector`: which event appears between the first and the last chunk).
+    `event_detector`: which event appears between the first and the last chunk). `motion`: the IF estimator's
+    settings (default `MotionConfig()`).
     """
     from yume.eval.metrics import ModelPaths
     from yume.eval.motion import MotionConfig
@@ -134,7 +135,7 @@ def run_sim_bench(world: WorldModel, out: str | Path, *, scenes: int = 12, steps
     out = Path(out)
     bench = write_model_benchmark(world, out, scenes, first_scene)
     generate = session_generator(world, steps=steps, guidance=guidance, shift=shift, out_dir=out / "videos")
-    results = run_cases(load_benchmark(bench), generate, MotionConfig(), ModelPaths())
+    results = run_cases(load_benchmark(bench), generate, motion or MotionConfig(), ModelPaths())
     write_reports(results, out / "results.json", out / "results.md")
     events = event_following(out / "videos", detector or event_detector(world))
     (out / "events.json").write_text(json.dumps(events, indent=1), encoding="utf-8")

@@ -248,6 +248,18 @@ def asked_actions(loader: LatentLoader, clips: dict, record: dict) -> list[Actio
     return [ALL_ACTIONS[loader.chunk_action(clips[c], record["start"])] for c in record["clip_ids"]]
 
 
+def data_chunks(vae, pairs: PairSet, loader: LatentLoader, count: int) -> list[tuple[Action, np.ndarray]]:
+    """The data's own continuation of each of the first `count` pairs' histories, per sample: (the action asked, its
+    frames decoded as the estimator reads them, `decode_window`). Its camera moves exactly as the keys asked."""
+    chunks = []
+    for k, record in enumerate(pairs.records[:count]):
+        pair = pairs.pair(k)
+        for b, action in enumerate(asked_actions(loader, pairs.clips, record)):
+            history = None if pair.history is None else pair.history[b : b + 1]
+            chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
+    return chunks
+
+
 def read_chunks(vae, x0: torch.Tensor, history: torch.Tensor | None, asked: list[Action], motion) -> list[dict]:
     """Decode each sample of the chunk `x0` [B, C, f, h, w] after its `history` and read its camera motion as
     `yume bench sim` does (`motion`: a `MotionConfig`): per sample, the action asked, the one read, and whether the

@@ -38,7 +38,7 @@ for out in map(Path, sys.argv[1:]):
             s = sum(sizes[:i])
             for src, v in (("model", video), ("true", true)):
                 for fov in FOVS:
-                    est = estimate_chunk(v[max(s - 1, 0) : s + sizes[i]], MotionConfig(fov_deg=fov))
+                    est = estimate_chunk(v[max(s - 1, 0) : s + sizes[i]], MotionConfig(fov_deg=fov, jitter_bands=1))
                     rows.append((src, kind, fov, est.parallax, est.move == move))
 for src in ("model", "true"):
     for kind in ("turn", "step+turn"):

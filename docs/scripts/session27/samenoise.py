@@ -20,7 +20,7 @@ torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
 records = pairs.records[:count]
-vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
+vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig(jitter_bands=1)  # the estimator of its day
 sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
 
 

@@ -18,7 +18,7 @@ from yume.vae import WanVAE
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-vae, m = WanVAE.from_pretrained(vae_path), MotionConfig()
+vae, m = WanVAE.from_pretrained(vae_path), MotionConfig(jitter_bands=1)  # the estimator of its day
 lk = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01))
 counts, jitters = {"teacher": np.zeros(5, int), "data": np.zeros(5, int)}, {"teacher": [], "data": []}
 for k, record in enumerate(pairs.records[:count]):

@@ -25,7 +25,7 @@ for bound in map(float, sys.argv[5:]):
         asked = asked_actions(loader, pairs.clips, record)
         pair = pairs.pair(k)
         for name, x in (("teacher", pair.x0), ("data", pair.data)):
-            reads[name] += read_chunks(vae, x, pair.history, asked, MotionConfig(jitter_px=bound))
+            reads[name] += read_chunks(vae, x, pair.history, asked, MotionConfig(jitter_px=bound, jitter_bands=1))
     for name, rows in reads.items():
         step = [r["parallax"] for r in rows if Action.parse(r["asked"]).move]
         print(f"| {bound} | {name} | {np.mean([r['move_ok'] for r in rows]):.2f} | "

@@ -8,47 +8,26 @@
 # Prints, per amplitude, how often the chunk moves and turns as asked and its median parallax where a step is asked.
 import sys
 
-import cv2
 import numpy as np
 import torch
 
 from yume.eval.motion import MotionConfig, estimate_chunk
-from yume.train.ode import asked_actions, decode_window, open_pairs
+from yume.eval.validate import wobble_texture
+from yume.train.ode import data_chunks, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
 config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg, pairs, loader = open_pairs(config, folder)
-vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig()
-
-
-def wobble(frames, spec, rng):
-    amplitude = float(spec.rstrip("b"))
-    if amplitude == 0:
-        return frames
-    h, w = frames.shape[1:3]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    mask = np.clip((ys - (2 * h / 3 - 8)) / 8, 0, 1) if spec.endswith("b") else np.ones_like(ys)
-    out = []
-    for f in frames:
-        d = [cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 4.0) for _ in range(2)]
-        scale = mask * amplitude / np.sqrt(np.mean(d[0] ** 2 + d[1] ** 2))
-        out.append(cv2.remap(f, xs + scale * d[0], ys + scale * d[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-    return np.stack(out)
-
-
-chunks = []
-for k, record in enumerate(pairs.records[:count]):
-    pair = pairs.pair(k)
-    for b, action in enumerate(asked_actions(loader, pairs.clips, record)):
-        history = None if pair.history is None else pair.history[b : b + 1]
-        chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
+vae, motion = WanVAE.from_pretrained(vae_path), MotionConfig(jitter_bands=1)  # the estimator of its day (one bound)
+chunks = data_chunks(vae, pairs, loader, count)
 print(f"{len(chunks)} data chunks of the first {count} pairs of {folder}, each frame's texture wobbled about the camera")
 print("| wobble (px RMS) | move as asked | turn as asked | median parallax where a step is asked (px a frame) |")
 print("|---|---|---|---|")
 for amplitude in sys.argv[5:]:
     rng = np.random.default_rng(0)
-    reads = [(a, estimate_chunk(wobble(f, amplitude, rng), motion)) for a, f in chunks]
+    size, region = float(amplitude.rstrip("b")), "bottom" if amplitude.endswith("b") else "all"
+    reads = [(a, estimate_chunk(wobble_texture(f, size, rng, region), motion)) for a, f in chunks]
     step = [e.parallax for a, e in reads if a.move]
     print(f"| {amplitude} | {np.mean([e.move == a.move for a, e in reads]):.2f} | "
           f"{np.mean([e.rotate == a.rotate for a, e in reads]):.2f} | {np.median(step):.3f} |", flush=True)

@@ -10,7 +10,7 @@ import torch
 
 from yume.eval.motion import MotionConfig, estimate_chunk
 from yume.eval.validate import wobble_texture
-from yume.train.ode import asked_actions, decode_window, open_pairs
+from yume.train.ode import data_chunks, open_pairs
 from yume.vae import WanVAE
 
 torch.set_grad_enabled(False)
@@ -18,12 +18,7 @@ config, folder, vae_path, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys
 bounds = [tuple(map(float, (b + "x1").split("x")[:2])) for b in sys.argv[5:]]
 cfg, pairs, loader = open_pairs(config, folder)
 vae = WanVAE.from_pretrained(vae_path)
-chunks = []
-for k, record in enumerate(pairs.records[:count]):
-    pair = pairs.pair(k)
-    for b, action in enumerate(asked_actions(loader, pairs.clips, record)):
-        history = None if pair.history is None else pair.history[b : b + 1]
-        chunks.append((action, decode_window(vae, pair.data[b : b + 1], history)))
+chunks = data_chunks(vae, pairs, loader, count)
 print(f"{len(chunks)} data chunks of the first {count} pairs of {folder}")
 print("| condition | jitter bound (px) × bands | move as asked | turn as asked |")
 print("|---|---|---|---|")
