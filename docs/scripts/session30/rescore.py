@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from yume.eval.motion import MotionConfig, estimate_chunk
-from yume.eval.score import chunk_windows, parse_chunks
+from yume.eval.motion import MotionConfig
+from yume.eval.score import parse_chunks, score_video
 from yume.video import read_video
 
 bounds = [tuple(map(float, (b + "x1").split("x")[:2])) for b in sys.argv[1].split(",")]  # "0.05x3"
@@ -17,17 +17,12 @@ for bench in map(Path, sys.argv[2:]):
     saved = {r["name"]: r["chunks"] for r in json.loads((bench / "results.json").read_text())["results"]}
     videos = {}
     for sidecar in sorted((bench / "videos").glob("*.json")):
-        frames, _ = read_video(sidecar.with_suffix(".mp4"))
         chunks = parse_chunks(json.loads(sidecar.read_text())["chunks"], str(sidecar))
-        videos[sidecar.stem] = (frames, chunks)
+        videos[sidecar.stem] = (read_video(sidecar.with_suffix(".mp4"))[0], chunks)
     for bound in bounds:
         motion, rows = MotionConfig(jitter_px=bound[0], jitter_bands=int(bound[1])), []
         for name, (frames, chunks) in videos.items():
-            windows = chunk_windows(len(frames), [c.frames for c in chunks])
-            for k, (chunk, (a, b)) in enumerate(zip(chunks, windows)):
-                est = estimate_chunk(frames[a:b], motion)
-                old = saved[name][k]
-                rows.append((est.move == chunk.action.move, est.rotate == chunk.action.rotate,
-                             (est.move == chunk.action.move) != old["move_ok"]))
+            for new, old in zip(score_video(frames, chunks, motion)["chunks"], saved[name]):
+                rows.append((new["move_ok"], new["rotate_ok"], new["move_ok"] != old["move_ok"]))
         print(f"| {bench.name} | {bound[0]:g} × {int(bound[1])} | {len(rows)} | {sum(r[0] for r in rows)} | "
               f"{sum(r[1] for r in rows) / len(rows):.3f} | {sum(r[2] for r in rows)} |", flush=True)
