@@ -615,7 +615,7 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     from yume.cli import main
     from yume.data.cache import LatentCache
     from yume.session import to_uint8
-    from yume.train.ode import PairSet, verify_pairs, write_pairs
+    from yume.train.ode import PairSet, sideways_weights, verify_pairs, write_pairs
     from yume.vae import WanVAE
 
     perturbed_model(1).save_pretrained(tmp_path / "teacher")
@@ -669,7 +669,11 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     assert [r["index"] for r in kept.records] == [0, 2]
     with pytest.raises(ValueError, match="follows its keys with a step of at least 1.3 times the data's; .*ode.min_step"):
         PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", min_step_ratio=1.3)
-    history = train(cfg.replace(**{"ode.keep": "followed"}))
+    # Sideways weighting: the kept pairs' draw probabilities come from the keys their verdicts record as asked.
+    want = sideways_weights([[v["asked"] for v in verdicts[str(i)]] for i in (0, 2)], 3.0)
+    weighted = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", sideways_weight=3.0)
+    assert weighted.draw_p is None if want is None else np.allclose(weighted.draw_p, want)
+    history = train(cfg.replace(**{"ode.keep": "followed", "ode.sideways_weight": 3.0}))
     assert len(history) == 2
 
 
@@ -705,3 +709,29 @@ def test_ode_keep_followed_without_verdicts_says_to_verify(cache, tmp_path):
         cfg.replace(**{"ode.target": "clips"})
     with pytest.raises(ValueError, match="config ode.min_step_ratio = -1.0: must be >= 0"):
         cfg.replace(**{"ode.keep": "followed", "ode.min_step_ratio": -1.0})
+    with pytest.raises(ValueError, match="config ode.sideways_weight = 2.0: must be 1 unless ode.keep = 'followed'"):
+        cfg.replace(**{"ode.sideways_weight": 2.0})
+    with pytest.raises(ValueError, match="config ode.sideways_weight = 0.0: must be > 0"):
+        cfg.replace(**{"ode.keep": "followed", "ode.sideways_weight": 0.0})
+    with pytest.raises(ValueError, match="ode.sideways_weight reads the keys .*ode.keep = 'followed'"):
+        PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, sideways_weight=2.0)
+
+
+def test_sideways_weights_draw_sideways_pairs_more_often():
+    from yume.train.ode import PairSet, sideways_weights
+
+    # A pair weighs `weight` when any of its rows asks A or D (alone or in a diagonal); turns and W/S weigh 1.
+    asked = [["W"], ["A"], ["S+D+↑"], ["↑←"], ["W", "W+A"]]
+    p = sideways_weights(asked, 3.0)
+    np.testing.assert_allclose(p, np.array([1, 3, 3, 1, 3]) / 11)
+    assert sideways_weights(asked, 1.0) is None  # unweighted: uniform draws, as before the option
+    assert sideways_weights([["A"], ["D"]], 3.0) is None  # every pair weighs the same
+    # PairSet.draw follows the probabilities (a bare set: its records and draw_p are all draw reads).
+    pairs = PairSet.__new__(PairSet)
+    pairs.records, pairs.draw_p = [{}] * 5, p
+    rng = np.random.default_rng(0)
+    counts = np.bincount([pairs.draw(rng) for _ in range(11_000)], minlength=5)
+    np.testing.assert_allclose(counts / 11_000, p, atol=0.02)
+    pairs.draw_p = None
+    rng, again = np.random.default_rng(7), np.random.default_rng(7)
+    assert [pairs.draw(rng) for _ in range(20)] == [int(again.integers(5)) for _ in range(20)]

@@ -112,6 +112,10 @@ class OdeSection:
     # drop, more than to a short step); 0.9 there did not lengthen the student's step, since the ratio picks scenes as
     # much as steps. 0: no bound.
     min_step_ratio: float = 0.0
+    # With keep = "followed": pairs whose keys ask a sideways step (A or D, alone or in a diagonal) are drawn this many
+    # times as often as the others. The students lose their teacher's walk mostly there (docs/sim-model.md, session
+    # 31), so this spends the regression where they lose. 1: every kept pair equally often.
+    sideways_weight: float = 1.0
     # What the student's x̂₀ regresses: "teacher", the teacher's solution from the pair's noise (ODE distillation);
     # "data", the clips' own continuation of the same history (`Pair.data`): the mean of what the data does next,
     # blurred wherever the next chunk is not fixed by its history and keys (docs/sim-model.md, session 29, tried it for
@@ -202,6 +206,10 @@ class TrainConfig:
         _check(self.ode.keep in ("all", "followed"), "ode.keep", self.ode.keep, "'all' or 'followed'")
         _check(self.ode.target in ("teacher", "data"), "ode.target", self.ode.target, "'teacher' or 'data'")
         _check(self.ode.min_step_ratio >= 0, "ode.min_step_ratio", self.ode.min_step_ratio, ">= 0")
+        _check(self.ode.sideways_weight > 0, "ode.sideways_weight", self.ode.sideways_weight, "> 0 (1 = no weighting)")
+        _check(self.ode.sideways_weight == 1 or self.ode.keep == "followed", "ode.sideways_weight",
+               self.ode.sideways_weight, "1 unless ode.keep = 'followed' (the keys are read from `yume train "
+               "ode-verify`'s verdicts)")  # fmt: skip
         _check(not (self.ode.min_step_ratio and self.ode.keep != "followed"), "ode.min_step_ratio",
                self.ode.min_step_ratio, "0 unless ode.keep = 'followed' (it reads `yume train ode-verify`'s verdicts)")  # fmt: skip
         _check(not (self.stage == "ode" and not self.ode.pairs), "ode.pairs", self.ode.pairs,

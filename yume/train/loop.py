@@ -166,7 +166,7 @@ class Trainer:
             self.sigmas = few_step_sigmas(cfg.self_forcing.steps, cfg.self_forcing.shift)
         if cfg.stage == "ode":
             self.pairs = PairSet(cfg.ode.pairs, self.cache, cfg.run.seed, keep=cfg.ode.keep,
-                                 min_step_ratio=cfg.ode.min_step_ratio)  # fmt: skip
+                                 min_step_ratio=cfg.ode.min_step_ratio, sideways_weight=cfg.ode.sideways_weight)  # fmt: skip
 
     def _add_part(self, name: str, model: nn.Module, lr: float, lora_scale: float | None) -> None:
         cfg = self.cfg
@@ -267,7 +267,7 @@ class Trainer:
         # One draw for all ranks: the exit step is shared (the same number of forwards under FSDP) and the pair is
         # offset by the rank, so that ranks regress different pairs.
         rng = np.random.default_rng([self.cfg.run.seed, step, 5])
-        k, exit_step = int(rng.integers(len(self.pairs))), int(rng.integers(self.cfg.self_forcing.steps))
+        k, exit_step = self.pairs.draw(rng), int(rng.integers(self.cfg.self_forcing.steps))
         pair = self.pairs.pair((k + self.info.rank) % len(self.pairs))
         part = self.parts["generator"]
         with self.autocast:

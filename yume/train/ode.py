@@ -177,6 +177,14 @@ def follows(verdict: dict, min_step_ratio: float = 0.0) -> bool:
     return verdict["parallax"] >= min_step_ratio * verdict["data_parallax"]
 
 
+def sideways_weights(asked: list[list[str]], weight: float) -> np.ndarray | None:
+    """Draw probabilities over pairs from the keys each pair's chunks ask (`asked[i]`, one per batch row): a pair
+    where any row asks a sideways step (A or D, alone or in a diagonal) weighs `weight`, the others 1. None when every
+    pair weighs the same, so that an unweighted run draws its pairs exactly as before."""
+    w = np.array([weight if any(set(Action.parse(a).move) & {"A", "D"} for a in rows) else 1.0 for rows in asked])
+    return None if len(w) == 0 or np.all(w == w[0]) else w / w.sum()
+
+
 def verdict_path(shard: Path) -> Path:
     """Where `verify_pairs` writes the verdicts of the pairs of one shard."""
     return shard.with_name(shard.name.removesuffix(".pt") + ".followed.json")
@@ -317,13 +325,15 @@ def load_pair(record: dict, cache: LatentCache, clips: dict, seed: int) -> Pair:
 class PairSet:
     """Every pair of a folder of shards, in memory (one chunk of latents each), with its history from the cache."""
 
-    def __init__(self, folder: str | Path, cache: LatentCache, seed: int, keep: str = "all", min_step_ratio: float = 0.0):
+    def __init__(self, folder: str | Path, cache: LatentCache, seed: int, keep: str = "all", min_step_ratio: float = 0.0,
+                 sideways_weight: float = 1.0):  # fmt: skip
         paths = shard_paths(folder)
         if not paths:
             raise FileNotFoundError(
                 f"no ODE pairs in {folder}: write them first with `yume train ode-pairs --config ... --count N`"
             )
         self.records, self.meta = [], None
+        self.draw_p = None  # the pairs' draw probabilities (`draw`); None: uniform
         for path in paths:
             shard = load_shard(path, seed)
             self.meta = self.meta or shard["meta"]
@@ -342,11 +352,22 @@ class PairSet:
                 bound = f" with a step of at least {min_step_ratio} times the data's" if min_step_ratio else ""
                 raise ValueError(f"no pair in {folder} follows its keys{bound}; train with ode.keep = 'all'"
                                  + (" or a lower ode.min_step_ratio" if min_step_ratio else ""))  # fmt: skip
+            self.draw_p = sideways_weights([[v["asked"] for v in verdicts[str(r["index"])]] for r in self.records],
+                                           sideways_weight)  # fmt: skip
+        elif sideways_weight != 1:
+            raise ValueError("ode.sideways_weight reads the keys from `yume train ode-verify`'s verdicts: set "
+                             "ode.keep = 'followed'")  # fmt: skip
         self.cache, self.seed = cache, seed
         self.clips = {c.id: c for c in cache.clips}
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def draw(self, rng: np.random.Generator) -> int:
+        """The index of a pair drawn by `rng`: uniformly, or by `draw_p` when the pairs are weighted."""
+        if self.draw_p is None:
+            return int(rng.integers(len(self.records)))
+        return int(rng.choice(len(self.records), p=self.draw_p))
 
     def pair(self, k: int) -> Pair:
         return load_pair(self.records[k], self.cache, self.clips, self.seed)
