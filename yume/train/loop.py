@@ -268,7 +268,10 @@ class Trainer:
         # offset by the rank, so that ranks regress different pairs.
         rng = np.random.default_rng([self.cfg.run.seed, step, 5])
         k, exit_step = self.pairs.draw(rng), int(rng.integers(self.cfg.self_forcing.steps))
-        pair = self.pairs.pair((k + self.info.rank) % len(self.pairs))
+        rank = self.info.rank
+        if self.pairs.draw_p is not None and rank:  # weighted draws (ode.sideways_weight): an offset would not keep
+            k = self.pairs.draw(np.random.default_rng([self.cfg.run.seed, step, 5, rank]))  # them, a draw per rank does
+        pair = self.pairs.pair(k if self.pairs.draw_p is not None else (k + rank) % len(self.pairs))
         part = self.parts["generator"]
         with self.autocast:
             loss = ode_loss(part.model, pair, self.sigmas, exit_step, policy=self.policy, device=self.device,
