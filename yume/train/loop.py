@@ -264,14 +264,17 @@ class Trainer:
         return metrics
 
     def ode_step(self, step: int) -> dict:
-        # One draw for all ranks: the exit step is shared (the same number of forwards under FSDP) and the pair is
-        # offset by the rank, so that ranks regress different pairs.
+        # One draw for all ranks: the exit step is shared (the same number of forwards under FSDP); the pair is not,
+        # so that ranks regress different pairs.
         rng = np.random.default_rng([self.cfg.run.seed, step, 5])
         k, exit_step = self.pairs.draw(rng), int(rng.integers(self.cfg.self_forcing.steps))
         rank = self.info.rank
-        if self.pairs.draw_p is not None and rank:  # weighted draws (ode.sideways_weight): an offset would not keep
-            k = self.pairs.draw(np.random.default_rng([self.cfg.run.seed, step, 5, rank]))  # them, a draw per rank does
-        pair = self.pairs.pair(k if self.pairs.draw_p is not None else (k + rank) % len(self.pairs))
+        if rank:  # uniform draws move on by the rank; weighted ones (ode.sideways_weight) draw again, which keeps them
+            if self.pairs.draw_p is None:
+                k = (k + rank) % len(self.pairs)
+            else:
+                k = self.pairs.draw(np.random.default_rng([self.cfg.run.seed, step, 5, rank]))
+        pair = self.pairs.pair(k)
         part = self.parts["generator"]
         with self.autocast:
             loss = ode_loss(part.model, pair, self.sigmas, exit_step, policy=self.policy, device=self.device,
