@@ -615,7 +615,7 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     from yume.cli import main
     from yume.data.cache import LatentCache
     from yume.session import to_uint8
-    from yume.train.ode import PairSet, sideways_weights, verify_pairs, write_pairs
+    from yume.train.ode import PairSet, verify_pairs, write_pairs
     from yume.vae import WanVAE
 
     perturbed_model(1).save_pretrained(tmp_path / "teacher")
@@ -669,10 +669,16 @@ def test_ode_verify_reads_each_teacher_chunk_once_and_keep_followed_drops_the_mi
     assert [r["index"] for r in kept.records] == [0, 2]
     with pytest.raises(ValueError, match="follows its keys with a step of at least 1.3 times the data's; .*ode.min_step"):
         PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", min_step_ratio=1.3)
-    # Sideways weighting: the kept pairs' draw probabilities come from the keys their verdicts record as asked.
-    want = sideways_weights([[v["asked"] for v in verdicts[str(i)]] for i in (0, 2)], 3.0)
+    # Sideways weighting reads the keys from the verdicts: every pair here asks W (uniform draws), so pair 0's
+    # verdict is rewritten to ask A, which then weighs 3 against pair 2's 1.
+    assert PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", sideways_weight=3.0).draw_p is None
+    first = tmp_path / "pairs" / "pairs-000000-000002.followed.json"
+    rewritten = json.loads(first.read_text())
+    rewritten["0"][0]["asked"] = "A"
+    first.write_text(json.dumps(rewritten))
     weighted = PairSet(tmp_path / "pairs", LatentCache(cache), seed=0, keep="followed", sideways_weight=3.0)
-    assert weighted.draw_p is None if want is None else np.allclose(weighted.draw_p, want)
+    assert [r["index"] for r in weighted.records] == [0, 2]
+    np.testing.assert_allclose(weighted.draw_p, [0.75, 0.25])
     history = train(cfg.replace(**{"ode.keep": "followed", "ode.sideways_weight": 3.0}))
     assert len(history) == 2
 
